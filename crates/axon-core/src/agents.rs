@@ -34,7 +34,8 @@ pub struct AgentSpec {
     pub capabilities: Vec<Capability>,
     /// Tasks it runs at the same time.
     pub max_concurrent_tasks: u32,
-    /// Resources it offers, shared by its running tasks.
+    /// Resources it offers, shared by its running tasks. Undeclared cpu and memory are
+    /// unlimited; an agent without a `resources` block also offers a GPU.
     pub resources: ResourceRequirements,
     /// Program and arguments run once per task attempt (command agents).
     pub command: Vec<String>,
@@ -88,7 +89,9 @@ pub struct AgentFile {
     #[serde(default)]
     #[schemars(with = "Option<u32>", range(min = 1))]
     pub max_concurrent_tasks: Option<Spanned<u32>>,
-    /// Resources it offers (default: 1 core, 512 MiB, no GPU).
+    /// Resources it offers, shared by its running tasks. Undeclared cpu and memory are not
+    /// limited (only `max_concurrent_tasks` is); `gpu` defaults to false when the block is
+    /// given and to true when it is absent.
     #[serde(default)]
     pub resources: Option<ResourcesFile>,
     /// Program and arguments run once per task attempt.
@@ -138,6 +141,14 @@ pub fn parse_agents(text: &str, format: Format) -> Result<ParsedAgents, Diagnost
         } else {
             seen.insert(id.clone(), at);
         }
+        for c in &a.capabilities {
+            if !Capability::is_valid_name(c.as_str()) {
+                diagnostics.push(Diagnostic::error(
+                    at,
+                    format!("agent `{id}`: capability `{c}` is not a snake_case name"),
+                ));
+            }
+        }
         if a.capabilities.is_empty() {
             diagnostics.push(Diagnostic::warning(
                 at,
@@ -159,7 +170,15 @@ pub fn parse_agents(text: &str, format: Format) -> Result<ParsedAgents, Diagnost
             }
             None => 1,
         };
-        let resources = a.resources.unwrap_or_default().to_requirements();
+        // Resources an agent does not declare are not limited: only its slots are.
+        let resources = ResourceRequirements {
+            cpu_cores: a.resources.and_then(|r| r.cpu_cores).unwrap_or(u32::MAX),
+            memory_mb: a.resources.and_then(|r| r.memory_mb).unwrap_or(u64::MAX),
+            gpu: match a.resources {
+                Some(r) => r.gpu.unwrap_or(false),
+                None => true,
+            },
+        };
         agents.push(AgentSpec {
             id: AgentId::new(id),
             capabilities: a.capabilities,
@@ -173,6 +192,11 @@ pub fn parse_agents(text: &str, format: Format) -> Result<ParsedAgents, Diagnost
         agents,
         diagnostics,
     })
+}
+
+/// The JSON Schema of agents files, generated from [`AgentsFile`].
+pub fn agents_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(AgentsFile)).unwrap_or(serde_json::Value::Null)
 }
 
 /// Checks that every task has at least one agent that could ever run it, reporting each
@@ -260,7 +284,9 @@ mod tests {
         assert!(p.diagnostics.is_empty());
         assert_eq!(p.agents[0].max_concurrent_tasks, 2);
         assert_eq!(p.agents[1].max_concurrent_tasks, 1);
-        assert_eq!(p.agents[1].resources, ResourceRequirements::default());
+        assert_eq!(p.agents[1].resources.cpu_cores, u32::MAX);
+        assert_eq!(p.agents[0].resources.memory_mb, 8192);
+        assert!(!p.agents[0].resources.gpu && p.agents[1].resources.gpu);
     }
 
     #[test]

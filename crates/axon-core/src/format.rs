@@ -358,7 +358,7 @@ pub(crate) fn parse_text<T: serde::de::DeserializeOwned>(
             if let Err(e) = serde_json::from_str::<de::IgnoredAny>(text) {
                 let location = (e.line() > 0).then(|| Location {
                     line: e.line() as u64,
-                    column: (e.column() as u64).max(1),
+                    column: json_char_column(text, e.line(), e.column()),
                     byte_offset: None,
                 });
                 return Err(Diagnostic::error(location, json_message(&e)));
@@ -372,7 +372,37 @@ pub(crate) fn parse_text<T: serde::de::DeserializeOwned>(
             }
         }
     };
-    serde_saphyr::from_str_with_options(&yaml_text, yaml_options()).map_err(|e| yaml_error(&e))
+    serde_saphyr::from_str_with_options(&yaml_text, yaml_options()).map_err(|e| {
+        let mut d = yaml_error(&e);
+        locate_duplicate_field(&mut d, &yaml_text);
+        d
+    })
+}
+
+/// Points a duplicate field at its second occurrence. serde reports a repeated struct field
+/// without a position, so the reader points at the start of the mapping (or nowhere at the
+/// top level); reading the text again with duplicate keys rejected finds the repeat.
+fn locate_duplicate_field(d: &mut Diagnostic, text: &str) {
+    let Some(field) = d
+        .message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    else {
+        return;
+    };
+    let mut options = yaml_options();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    if let Err(serde_saphyr::Error::DuplicateMappingKey {
+        key: Some(k),
+        location,
+    }) = serde_saphyr::from_str_with_options::<de::IgnoredAny>(text, options)
+        && k == field
+        && let Some(at) = Location::from_saphyr(location)
+        // The repeat comes after the start of its mapping; anything else is another key.
+        && d.location.is_none_or(|m| (at.line, at.column) > (m.line, m.column))
+    {
+        d.location = Some(at);
+    }
 }
 
 fn yaml_options() -> serde_saphyr::Options {
@@ -389,6 +419,17 @@ fn yaml_options() -> serde_saphyr::Options {
     options.with_snippet = false;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     options
+}
+
+/// serde_json counts columns in bytes; a [`Location`] counts characters. `byte_column` is
+/// the 1-based byte of the error on `line` (lines end at `\n`), possibly inside a character.
+fn json_char_column(text: &str, line: usize, byte_column: usize) -> u64 {
+    let chars = text.split('\n').nth(line - 1).map_or(byte_column, |l| {
+        l.char_indices()
+            .take_while(|&(i, _)| i < byte_column)
+            .count()
+    });
+    chars.max(1) as u64
 }
 
 fn json_message(e: &serde_json::Error) -> String {
@@ -441,9 +482,25 @@ fn improve_message(msg: &str) -> String {
             return out;
         }
     }
-    if msg.starts_with("recursion limit exceeded") || msg.contains("depth") && msg.contains("limit")
-    {
+    if msg.starts_with("recursion limit exceeded") {
         return "nesting is too deep".to_owned();
+    }
+    if let Some(what) = msg.strip_prefix("budget breached: ") {
+        return if what.starts_with("Depth") {
+            "nesting is deeper than 64 levels".to_owned()
+        } else if what.starts_with("Documents") {
+            "the file holds more than one YAML document (`---`); a file is one workflow".to_owned()
+        } else if what.starts_with("Alias")
+            || what.starts_with("Anchor")
+            || what.starts_with("Recorded")
+        {
+            "too many anchors or aliases (`&`/`*`); expanding them would be too large".to_owned()
+        } else {
+            format!(
+                "the file exceeds a reader limit ({})",
+                what.split([' ', '{']).next().unwrap_or(what)
+            )
+        };
     }
     msg.to_owned()
 }
@@ -704,6 +761,19 @@ mod tests {
         let d = parse_workflow("{\"name\": \"x\",\n \"tasks\": {a: 1}}", Format::Json).unwrap_err();
         assert!(d.message.starts_with("invalid JSON"), "{}", d.message);
         assert_eq!(d.location.unwrap().line, 2);
+    }
+
+    #[test]
+    fn json_syntax_error_columns_count_characters_not_bytes() {
+        let col = |text: &str| {
+            let d = parse_workflow(text, Format::Json).unwrap_err();
+            d.location.unwrap().column
+        };
+        // `x` is the 16th character (and the 20th byte) of the line.
+        assert_eq!(col("{\"name\": \"\u{65e5}\u{672c}\", x}"), 16);
+        assert_eq!(col("{\n\"name\": \"\u{e9}\", x}"), 14);
+        // serde_json stops inside the `\u{e9}` after a backslash: still that character.
+        assert_eq!(col("{\"a\": \"\\\u{e9}\"}"), 9);
     }
 
     #[test]

@@ -36,7 +36,7 @@
 //! - [`model`]: `Workflow`, `Task`, `TaskType`, requirements, statuses, `ErrorType`.
 //! - [`id`]: id newtypes and the rules ids follow.
 //! - [`duration`], [`retry`]: durations in files; the retry policy.
-//! - [`format`]: YAML/JSON reading with file positions, and the JSON Schema.
+//! - [`mod@format`]: YAML/JSON reading with file positions, and the JSON Schema.
 //! - [`builder`]: the spec's `WorkflowBuilder` / `TaskBuilder`.
 //! - [`diagnostic`]: positioned problems.
 //! - [`dag`], [`validate()`], [`plan`]: the graph index, every check, the plan.

@@ -2,7 +2,7 @@
 //! statuses and error classes.
 //!
 //! These are plain values. They are produced by the file format ([`crate::format`]) or by the
-//! builder DSL ([`crate::builder`]), checked by [`crate::validate`] and planned by
+//! builder DSL ([`crate::builder`]), checked by [`crate::validate()`] and planned by
 //! [`crate::plan`]. Nothing here performs I/O.
 
 use std::fmt;
@@ -313,6 +313,29 @@ keyword_enum!(
     }
 );
 
+keyword_enum!(
+    /// The state of a run.
+    RunStatus {
+        /// An engine is executing it.
+        Running => "running",
+        /// Every task succeeded.
+        Succeeded => "succeeded",
+        /// Some task failed or was skipped, or the run timed out.
+        Failed => "failed",
+        /// It was cancelled.
+        Cancelled => "cancelled",
+        /// Its engine died while it ran; `axon resume` continues it.
+        Interrupted => "interrupted",
+    }
+);
+
+impl RunStatus {
+    /// Whether the run is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
 impl TaskStatus {
     /// Whether the task will not change state any more in this run.
     pub fn is_terminal(self) -> bool {
@@ -442,15 +465,10 @@ impl Serialize for Capability {
 }
 
 impl<'de> Deserialize<'de> for Capability {
+    /// Accepts any string; names that are not snake_case are reported by the validator,
+    /// with every other problem, rather than stopping the reader.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        if Capability::is_valid_name(&name) {
-            Ok(Capability::from_name(&name))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "capability `{name}` is not a snake_case name (like `code_generation`)"
-            )))
-        }
+        String::deserialize(d).map(|name| Capability::from_name(&name))
     }
 }
 

@@ -58,10 +58,11 @@ pub struct InvalidWorkflow {
 
 impl fmt::Display for InvalidWorkflow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors: Vec<_> = self.diagnostics.iter().filter(|d| d.is_error()).collect();
-        write!(f, "invalid workflow ({} errors)", errors.len())?;
-        for d in errors {
-            write!(f, "; {}", d.message)?;
+        f.write_str("invalid workflow")?;
+        let mut sep = ": ";
+        for d in self.diagnostics.iter().filter(|d| d.is_error()) {
+            write!(f, "{sep}{}", d.message)?;
+            sep = "; ";
         }
         Ok(())
     }

@@ -1,0 +1,277 @@
+//! Command-line arguments and help texts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Axon: an orchestration engine for agent workflows.
+///
+/// A workflow is a DAG of typed tasks (development, review, testing, documentation,
+/// refactoring, custom) written in YAML or JSON. Axon validates it, plans it (order,
+/// parallel levels, critical path) and checks that your agents can run it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "axon",
+    version,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  axon run examples/feature/workflow.yaml --agents examples/feature/agents.yaml
+  axon runs
+  axon status RUN_ID
+  axon validate examples/feature/workflow.yaml
+  axon plan examples/feature/workflow.yaml --agents examples/feature/agents.yaml
+  axon plan examples/refactoring.yaml --format mermaid
+  axon schema > workflow.schema.json
+
+Exit codes: 0 success, 1 invalid input or failed run, 2 usage error, 130 cancelled."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// State database (default: `.axon/axon.db` under the workspace). Accepted before or
+    /// after the subcommand.
+    #[arg(long, global = true, value_name = "PATH", env = "AXON_DB")]
+    pub db: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files and report every problem with its file:line:col.
+    #[command(after_help = "\
+Prints one line per problem, `FILE:LINE:COL: error: MESSAGE` (or `FILE: error: MESSAGE` when no
+position applies; warnings say `warning`), then a one-line summary, all on standard error.
+
+Checks: syntax, unknown fields (with `did you mean`), duplicate task ids, dependency cycles
+(the whole cycle), unknown and self dependencies, missing capabilities, zero or absurd
+estimates and resources, out-of-range fields, and a critical path longer than the workflow
+timeout. With --agents, also that every task has an agent able to run it.
+
+Examples:
+  axon validate workflow.yaml
+  axon validate a.yaml b.json --agents agents.yaml
+  cat workflow.yaml | axon validate -
+
+Exit codes: 0 all files valid (warnings allowed), 1 any file invalid, 2 usage error.")]
+    Validate(ValidateArgs),
+
+    /// Show the execution plan: order, parallel levels, slack and the critical path.
+    #[command(after_help = "\
+The text table lists tasks in execution order with their level, type, estimate, earliest start
+and slack; `*` marks the critical path. With --agents, Axon also simulates the run on those
+agents (respecting capabilities, resources and max_concurrent_tasks) and shows the estimated
+makespan and each agent's utilisation.
+
+--format json prints one object (snake_case keys, durations in seconds under keys ending in
+`_secs`); mermaid and dot print the graph with the critical path highlighted.
+
+Examples:
+  axon plan examples/feature/workflow.yaml
+  axon plan examples/feature/workflow.yaml --agents examples/feature/agents.yaml --format json
+  axon plan examples/refactoring.yaml --format dot | dot -Tsvg > plan.svg
+
+Exit codes: 0 planned, 1 invalid workflow or no agent for some task, 2 usage error.")]
+    Plan(PlanArgs),
+
+    /// Run a workflow on command agents, with live progress and durable state.
+    #[command(after_help = "\
+Validates the workflow and checks that every task has an agent able to run it (nothing runs if
+either fails), then runs every task whose prerequisites succeeded as soon as an agent is free.
+Each agent is a program run once per task attempt (see the agents file's `command`); it reads the
+task as JSON on stdin and may print `::axon progress 0.5` and `::axon output {...}` lines.
+
+State is committed to the database before anything acts on it: if this process dies, continue with
+`axon resume RUN_ID`. Ctrl-C cancels gracefully (agents get SIGTERM, then SIGKILL); a second
+Ctrl-C exits at once.
+
+Examples:
+  axon run examples/feature/workflow.yaml --agents examples/feature/agents.yaml
+  axon run wf.yaml --agents agents.yaml --workspace ../repo --json > summary.json
+  axon run wf.yaml --agents agents.yaml --metrics-addr 127.0.0.1:9464
+
+Exit codes: 0 every task succeeded, 1 invalid input or some task failed or was skipped,
+2 usage error, 130 cancelled.")]
+    Run(RunArgs),
+
+    /// List recent runs, newest first.
+    #[command(after_help = "\
+Examples:
+  axon runs
+  axon runs --limit 50 --json")]
+    Runs(RunsArgs),
+
+    /// Show one run: every task with its status, attempts, agent, times and error.
+    #[command(after_help = "\
+A run whose engine died shows as `interrupted`; continue it with `axon resume RUN_ID`.
+
+Examples:
+  axon status 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f
+  axon status 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f --json")]
+    Status(StatusArgs),
+
+    /// Continue a run whose engine was killed.
+    #[command(after_help = "\
+Tasks that succeeded never run again; tasks that were running start over with the next attempt
+number. The workflow and agents are those the run started with (stored in the database), unless
+--agents gives other agents. A run held by a live engine is refused.
+
+Examples:
+  axon resume 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f
+  axon resume 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f --agents agents.yaml --json
+
+Exit codes: as `axon run`.")]
+    Resume(ResumeArgs),
+
+    /// Cancel a run that another `axon` process is executing.
+    #[command(after_help = "\
+Asks the engine running it (through the database) to cancel: its agents are stopped and that
+process exits with 130. Waits until the run has stopped. An interrupted run (its engine died) is
+marked cancelled directly.
+
+Examples:
+  axon cancel 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f
+
+Exit codes: 130 cancelled, 0 the run had already succeeded, 1 it had failed or does not exist.")]
+    Cancel(CancelArgs),
+
+    /// Print the JSON Schema of workflow files (or of agents files).
+    #[command(after_help = "\
+Examples:
+  axon schema > workflow.schema.json
+  axon schema agents > agents.schema.json")]
+    Schema(SchemaArgs),
+}
+
+/// Arguments of `axon validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Workflow files (`.json` is read as JSON, anything else as YAML; `-` reads YAML from
+    /// standard input).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Agents file: also check that every task has an agent able to run it.
+    #[arg(long, value_name = "FILE")]
+    pub agents: Option<PathBuf>,
+}
+
+/// Arguments of `axon plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Workflow file (`-` reads YAML from standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Agents file: check feasibility and simulate the schedule on these agents.
+    #[arg(long, value_name = "FILE")]
+    pub agents: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+/// How `axon plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// A readable table and a summary.
+    Text,
+    /// One JSON object.
+    Json,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// A Graphviz digraph.
+    Dot,
+}
+
+/// Arguments of `axon schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file's schema.
+    #[arg(value_enum, default_value_t = SchemaKind::Workflow)]
+    pub kind: SchemaKind,
+}
+
+/// Which schema `axon schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// Workflow files.
+    Workflow,
+    /// Agents files.
+    Agents,
+}
+
+/// Arguments of `axon run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Workflow file (`-` reads YAML from standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Agents file (default: `agents.yaml` beside the workflow file, if there is one).
+    #[arg(long, value_name = "FILE")]
+    pub agents: Option<PathBuf>,
+
+    /// Directory the tasks work in (default: the current directory; created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Print one JSON summary object on standard output when the run ends.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lives.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Arguments of `axon runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+
+    /// Print a JSON list.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `axon status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run id (as printed by `axon run` and `axon runs`).
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `axon resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run id.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// Agents file to use instead of the one the run started with.
+    #[arg(long, value_name = "FILE")]
+    pub agents: Option<PathBuf>,
+
+    /// Print one JSON summary object on standard output when the run ends.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `axon cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run id.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod cancel;
+pub mod plan;
+pub mod run;
+pub mod runs;
+pub mod schema;
+pub mod validate;

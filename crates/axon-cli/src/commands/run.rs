@@ -1,0 +1,357 @@
+//! `axon run` and `axon resume`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axon_core::agents::{AgentSpec, parse_agents};
+use axon_core::format::Format;
+use axon_core::model::RunStatus;
+use axon_engine::command::CommandAgent;
+use axon_engine::pool::{AgentPool, PoolAgent};
+use axon_engine::{Engine, EngineError, RunHandle, RunOptions, RunReport, RunSource};
+use axon_store::Store;
+
+use crate::Status;
+use crate::cli::{ResumeArgs, RunArgs};
+use crate::input::{check_workflow, load_agents, read_source};
+use crate::output::{plural, print_report, print_stdout};
+use crate::state::{chain, db_path, open, parse_run_id};
+use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
+
+/// Builds the runtime the engine runs on (the dispatcher runs on its workers).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// `axon run`.
+pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
+    let agents_path = match &args.agents {
+        Some(p) => p.clone(),
+        None => {
+            let beside = args
+                .file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("agents.yaml");
+            if args.file.as_os_str() != "-" && beside.is_file() {
+                beside
+            } else {
+                eprintln!(
+                    "axon: error: `axon run` needs agents: pass --agents FILE (there is no agents.yaml beside the workflow)"
+                );
+                return Ok(Status::Usage);
+            }
+        }
+    };
+    let workspace = match &args.workspace {
+        Some(w) => w.clone(),
+        None => std::env::current_dir()?,
+    };
+    if !workspace.exists() {
+        std::fs::create_dir_all(&workspace)
+            .map_err(|e| anyhow::anyhow!("cannot create workspace {}: {e}", workspace.display()))?;
+        eprintln!("created workspace {}", workspace.display());
+    }
+    let workspace = match std::fs::canonicalize(&workspace) {
+        Ok(w) if w.is_dir() => w,
+        _ => {
+            eprintln!(
+                "axon: error: workspace {} is not a directory",
+                workspace.display()
+            );
+            return Ok(Status::Invalid);
+        }
+    };
+
+    let (agents, report) = load_agents(&agents_path);
+    print_report(&report);
+    let Some(agents) = agents.filter(|_| !report.has_errors()) else {
+        return Ok(Status::Invalid);
+    };
+    let checked = check_workflow(&args.file, Some(&agents));
+    print_report(&checked.report);
+    if checked.report.has_errors() {
+        return Ok(Status::Invalid);
+    }
+    let Some((parsed, _)) = checked.checked else {
+        return Ok(Status::Invalid);
+    };
+    let agents_dir = absolute_parent(&agents_path);
+    let pool = match build_pool(agents, &agents_dir) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{}: error: {p}", agents_path.display());
+            }
+            return Ok(Status::Invalid);
+        }
+    };
+    // The texts as read, so `resume` runs exactly this.
+    let workflow_source = read_source(&args.file)
+        .map_err(|r| anyhow::anyhow!("{}: the file changed while it was read", r.name))?;
+    let agents_source = read_source(&agents_path)
+        .map_err(|r| anyhow::anyhow!("{}: the file changed while it was read", r.name))?;
+    let source = RunSource {
+        workflow: workflow_source.text,
+        workflow_format: workflow_source.format,
+        agents: Some(agents_source.text),
+        agents_format: Some(agents_source.format),
+        agents_dir: Some(agents_dir),
+    };
+    let db = db_path(db, &workspace);
+    let json = args.json;
+    let metrics_addr = args.metrics_addr;
+    runtime()?.block_on(async move {
+        let store = Arc::new(open(&db).await?);
+        if let Some(addr) = metrics_addr {
+            serve_metrics(addr)?;
+        }
+        let engine = Engine::new(pool).with_store(store);
+        let events = engine.bus().subscribe();
+        let total = parsed.workflow.tasks.len();
+        let handle = match engine
+            .start(
+                parsed.workflow,
+                RunOptions {
+                    workspace,
+                    source: Some(source),
+                },
+            )
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => return Ok(engine_failure(&e)),
+        };
+        eprintln!("run {} started; state in {}", handle.run_id, db.display());
+        finish(handle, events, total, json).await
+    })
+}
+
+/// `axon resume`.
+pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
+    let run_id = match parse_run_id(&args.run) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("axon: error: {e}");
+            return Ok(Status::Usage);
+        }
+    };
+    let db = db_path(db, &std::env::current_dir()?);
+    let agents_arg = args.agents.clone();
+    let json = args.json;
+    runtime()?.block_on(async move {
+        let store = Arc::new(crate::state::open_existing(&db).await?);
+        let Some(run) = store
+            .run(run_id)
+            .await
+            .map_err(|e| anyhow::anyhow!(chain(&e)))?
+        else {
+            eprintln!("axon: error: no run with id {run_id} in {}", db.display());
+            return Ok(Status::Invalid);
+        };
+        // The agents the run started with, unless others are given.
+        let (agents, agents_dir): (Vec<AgentSpec>, PathBuf) = match &agents_arg {
+            Some(path) => {
+                let (agents, report) = load_agents(path);
+                print_report(&report);
+                match agents.filter(|_| !report.has_errors()) {
+                    Some(a) => (a, absolute_parent(path)),
+                    None => return Ok(Status::Invalid),
+                }
+            }
+            None => {
+                let (Some(text), Some(format)) = (&run.agents_source, &run.agents_format) else {
+                    eprintln!(
+                        "axon: error: run {run_id} has no recorded agents; pass --agents FILE"
+                    );
+                    return Ok(Status::Usage);
+                };
+                let format = if format == "json" {
+                    Format::Json
+                } else {
+                    Format::Yaml
+                };
+                match parse_agents(text, format) {
+                    Ok(p) => (
+                        p.agents,
+                        run.agents_dir
+                            .as_ref()
+                            .map_or_else(|| PathBuf::from(&run.workspace), PathBuf::from),
+                    ),
+                    Err(d) => {
+                        eprintln!(
+                            "axon: error: the recorded agents of run {run_id} are unreadable: {d}"
+                        );
+                        return Ok(Status::Invalid);
+                    }
+                }
+            }
+        };
+        let pool = match build_pool(agents, &agents_dir) {
+            Ok(p) => p,
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("axon: error: {p}");
+                }
+                return Ok(Status::Invalid);
+            }
+        };
+        let engine = Engine::new(pool).with_store(store);
+        let events = engine.bus().subscribe();
+        let total = axon_engine::engine::read_stored_workflow(&run).map_or(0, |w| w.tasks.len());
+        let handle = match engine.resume(run_id, None, None).await {
+            Ok(h) => h,
+            Err(e) => return Ok(engine_failure(&e)),
+        };
+        finish(handle, events, total, json).await
+    })
+}
+
+/// Shows progress, handles Ctrl-C, and reports the end of a run.
+async fn finish(
+    handle: RunHandle,
+    events: tokio::sync::mpsc::UnboundedReceiver<axon_engine::bus::Event>,
+    total: usize,
+    json: bool,
+) -> anyhow::Result<Status> {
+    let display = tokio::spawn(crate::progress::show(events, total));
+    let cancel = handle.cancellation();
+    let signals = tokio::spawn(async move {
+        let mut interrupts = 0;
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            interrupts += 1;
+            if interrupts == 1 {
+                eprintln!(
+                    "\ncancelling: agents get SIGTERM, then SIGKILL; press Ctrl-C again to exit now"
+                );
+                cancel.cancel();
+            } else {
+                eprintln!(
+                    "exiting now; `axon resume` or `axon cancel` can finish the run's bookkeeping"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+    let result = handle.wait().await;
+    signals.abort();
+    let _ = display.await;
+    match result {
+        Ok(report) => report_run(&report, json),
+        Err(e) => Ok(engine_failure(&e)),
+    }
+}
+
+fn report_run(report: &RunReport, json: bool) -> anyhow::Result<Status> {
+    let view = view_of_report(report);
+    eprint!("\n{}", human(&view));
+    if json {
+        let mut text = serde_json::to_string(&view)?;
+        text.push('\n');
+        print_stdout(&text)?;
+    }
+    Ok(Status::of_run(report.status))
+}
+
+/// The user-facing view of a finished run.
+pub fn view_of_report(report: &RunReport) -> RunView {
+    let finished = report.finished_at_ms.unwrap_or_else(now_ms);
+    RunView {
+        run_id: report.run_id,
+        workflow: WorkflowView {
+            id: report.workflow_id.clone(),
+            name: report.workflow_name.clone(),
+        },
+        status: report.status,
+        started_at: axon_engine::time::rfc3339(report.created_at_ms),
+        finished_at: report.finished_at_ms.map(axon_engine::time::rfc3339),
+        duration_secs: (finished - report.created_at_ms).max(0) as f64 / 1000.0,
+        tasks: report.tasks.iter().map(TaskView::from_report).collect(),
+        metrics: Some(report.totals),
+    }
+}
+
+fn engine_failure(e: &EngineError) -> Status {
+    eprintln!("axon: error: {}", chain(e));
+    match e {
+        EngineError::Invalid(invalid) => {
+            for d in &invalid.diagnostics {
+                eprintln!("  {d}");
+            }
+            Status::Invalid
+        }
+        _ => Status::Invalid,
+    }
+}
+
+/// A command agent per declared agent.
+fn build_pool(agents: Vec<AgentSpec>, base_dir: &Path) -> Result<AgentPool, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut pool = Vec::with_capacity(agents.len());
+    for spec in agents {
+        if spec.command.is_empty() {
+            problems.push(format!(
+                "agent `{}` has no command; `axon run` runs each agent's `command: [program, args...]` once per task attempt",
+                spec.id
+            ));
+            continue;
+        }
+        match CommandAgent::from_spec(&spec, base_dir) {
+            Ok(agent) => pool.push(PoolAgent {
+                spec,
+                agent: Arc::new(agent),
+            }),
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(AgentPool::new(pool))
+    } else {
+        Err(problems)
+    }
+}
+
+fn absolute_parent(path: &Path) -> PathBuf {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
+}
+
+fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    eprintln!("metrics at http://{addr}/metrics");
+    Ok(())
+}
+
+/// The exit status of a run that ended with `status`.
+impl Status {
+    /// 0 succeeded, 130 cancelled, 1 otherwise.
+    pub fn of_run(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Succeeded => Status::Success,
+            RunStatus::Cancelled => Status::Cancelled,
+            _ => Status::Failed,
+        }
+    }
+}
+
+/// Counts for a listing: `3 succeeded, 1 failed`.
+pub fn counts_text(counts: &[(axon_core::model::TaskStatus, u32)]) -> String {
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    if parts.is_empty() {
+        plural(0, "task")
+    } else {
+        parts.join(", ")
+    }
+}

@@ -1,0 +1,146 @@
+//! `axon runs` and `axon status RUN`.
+
+use std::path::Path;
+
+use axon_core::model::{RunStatus, TaskStatus};
+use axon_engine::lease::effective_status;
+use axon_engine::report::TaskReport;
+use axon_engine::time::rfc3339;
+use axon_store::Store;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::Status;
+use crate::cli::{RunsArgs, StatusArgs};
+use crate::commands::run::{counts_text, runtime};
+use crate::output::print_stdout;
+use crate::state::{chain, db_path, open_existing, parse_run_id};
+use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
+
+#[derive(Serialize)]
+struct RunLine {
+    run_id: Uuid,
+    workflow: WorkflowView,
+    status: RunStatus,
+    started_at: String,
+    finished_at: Option<String>,
+    task_counts: std::collections::BTreeMap<&'static str, u32>,
+}
+
+/// `axon runs`.
+pub fn runs(args: &RunsArgs, db: Option<&Path>) -> anyhow::Result<Status> {
+    let db = db_path(db, &std::env::current_dir()?);
+    runtime()?.block_on(async {
+        let store = open_existing(&db).await?;
+        let runs = store
+            .runs(args.limit)
+            .await
+            .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        let lines: Vec<RunLine> = runs
+            .into_iter()
+            .map(|r| RunLine {
+                run_id: r.run.run_id,
+                workflow: WorkflowView {
+                    id: r.run.workflow_id.clone(),
+                    name: r.run.workflow_name.clone(),
+                },
+                status: effective_status(r.run.status, r.lease.as_ref()),
+                started_at: rfc3339(r.run.created_at_ms),
+                finished_at: r.run.finished_at_ms.map(rfc3339),
+                task_counts: r.counts.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
+            })
+            .collect();
+        let text = if args.json {
+            let mut t = serde_json::to_string_pretty(&lines)?;
+            t.push('\n');
+            t
+        } else if lines.is_empty() {
+            "no runs yet\n".to_owned()
+        } else {
+            let mut t = String::new();
+            for l in &lines {
+                let counts: Vec<(TaskStatus, u32)> = l
+                    .task_counts
+                    .iter()
+                    .filter_map(|(s, n)| s.parse().ok().map(|s| (s, *n)))
+                    .collect();
+                t.push_str(&format!(
+                    "{}  {:<11}  {}  {}  ({})\n",
+                    l.run_id,
+                    l.status.as_str(),
+                    l.started_at,
+                    l.workflow.name,
+                    counts_text(&counts)
+                ));
+            }
+            t
+        };
+        print_stdout(&text)?;
+        Ok(Status::Success)
+    })
+}
+
+/// `axon status RUN`.
+pub fn status(args: &StatusArgs, db: Option<&Path>) -> anyhow::Result<Status> {
+    let run_id = match parse_run_id(&args.run) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("axon: error: {e}");
+            return Ok(Status::Usage);
+        }
+    };
+    let db = db_path(db, &std::env::current_dir()?);
+    runtime()?.block_on(async {
+        let store = open_existing(&db).await?;
+        let Some(view) = load_view(&store, run_id).await? else {
+            eprintln!("axon: error: no run with id {run_id} in {}", db.display());
+            return Ok(Status::Invalid);
+        };
+        if args.json {
+            let mut t = serde_json::to_string_pretty(&view)?;
+            t.push('\n');
+            print_stdout(&t)?;
+        } else {
+            let mut t = format!("{} ({})\n\n", view.workflow.name, view.workflow.id);
+            t.push_str(&human(&view));
+            print_stdout(&t)?;
+        }
+        Ok(Status::Success)
+    })
+}
+
+/// A run as stored, with `interrupted` for runs whose engine died.
+pub async fn load_view(store: &dyn Store, run_id: Uuid) -> anyhow::Result<Option<RunView>> {
+    let Some(run) = store
+        .run(run_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?
+    else {
+        return Ok(None);
+    };
+    let lease = store
+        .lease(run_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    let tasks = store
+        .tasks(run_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    let end = run.finished_at_ms.unwrap_or_else(now_ms);
+    Ok(Some(RunView {
+        run_id,
+        workflow: WorkflowView {
+            id: run.workflow_id,
+            name: run.workflow_name,
+        },
+        status: effective_status(run.status, lease.as_ref()),
+        started_at: rfc3339(run.created_at_ms),
+        finished_at: run.finished_at_ms.map(rfc3339),
+        duration_secs: (end - run.created_at_ms).max(0) as f64 / 1000.0,
+        tasks: tasks
+            .into_iter()
+            .map(|t| TaskView::from_report(&TaskReport::from_record(t, Vec::new())))
+            .collect(),
+        metrics: None,
+    }))
+}

@@ -1,0 +1,207 @@
+//! The `Agent` trait: run one attempt of one task, report progress, honour cancellation.
+//!
+//! Two kinds ship: in-process agents for library users ([`FnAgent`], or any type that
+//! implements [`Agent`]) and the command agent ([`crate::command::CommandAgent`]) that runs a
+//! program per attempt.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axon_core::model::{ErrorType, Task};
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A boxed future, as agents return them (so agents can live behind `Arc<dyn Agent>`).
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Everything an agent gets for one attempt. Serialised, this is the command agent's stdin.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRequest {
+    /// The task.
+    pub task: Arc<Task>,
+    /// The workflow it belongs to.
+    pub workflow: WorkflowRef,
+    /// The run.
+    pub run_id: Uuid,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Episodes from memory that may help (best first); empty until memory is configured.
+    pub context: Vec<serde_json::Value>,
+    /// Outputs of the prerequisite tasks, by task id.
+    pub upstream: BTreeMap<String, serde_json::Value>,
+    /// `run_id/task_id/attempt`: lets an agent make side effects idempotent.
+    pub idempotency_key: String,
+    /// The directory the task works in.
+    #[serde(skip)]
+    pub session_dir: PathBuf,
+}
+
+/// The workflow an attempt belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowRef {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// What a successful attempt produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptOutput {
+    /// The task's output, passed to dependents as `upstream`.
+    pub output: Option<serde_json::Value>,
+    /// The last lines of the agent's log.
+    pub log_tail: Vec<String>,
+}
+
+/// Why an attempt did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AttemptError {
+    /// The attempt failed; `kind` decides whether the retry policy retries it.
+    #[error("{message}")]
+    Failed {
+        /// Failure class.
+        kind: ErrorType,
+        /// What happened, for people.
+        message: String,
+        /// The last lines of the agent's log.
+        log_tail: Vec<String>,
+    },
+    /// The attempt was cancelled (run cancelled, or fail-fast); never retried.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl AttemptError {
+    /// A failure of class `kind`.
+    pub fn failed(kind: ErrorType, message: impl Into<String>) -> Self {
+        Self::Failed {
+            kind,
+            message: message.into(),
+            log_tail: Vec::new(),
+        }
+    }
+
+    /// The attempt ran out of time.
+    pub fn timed_out(after: Duration) -> Self {
+        Self::failed(
+            ErrorType::Timeout,
+            format!("timed out after {}", axon_core::duration::format(after)),
+        )
+    }
+
+    /// The failure class, or `None` for a cancellation.
+    pub fn kind(&self) -> Option<ErrorType> {
+        match self {
+            Self::Failed { kind, .. } => Some(*kind),
+            Self::Cancelled => None,
+        }
+    }
+}
+
+/// Where an agent reports progress (0.0..=1.0) during an attempt.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub(crate) tx: Option<UnboundedSender<crate::run::Msg>>,
+    pub(crate) task: u32,
+    pub(crate) attempt: u32,
+}
+
+impl Progress {
+    /// A sink that drops reports (for calling agents outside the engine).
+    pub fn discard() -> Self {
+        Self {
+            tx: None,
+            task: 0,
+            attempt: 0,
+        }
+    }
+
+    /// Tells the engine the process id of the agent process started for this attempt (the
+    /// leader of its own process group), so a later `resume` can stop it if this engine dies.
+    pub fn started_process(&self, pid: u32) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(crate::run::Msg::Spawned {
+                task: self.task,
+                attempt: self.attempt,
+                pid,
+            });
+        }
+    }
+
+    /// Reports progress; values are clamped to 0..=1, non-numbers ignored.
+    pub fn report(&self, fraction: f64) {
+        if !fraction.is_finite() {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            // The run may already be over; then nobody needs the report.
+            let _ = tx.send(crate::run::Msg::Progress {
+                task: self.task,
+                attempt: self.attempt,
+                value: fraction.clamp(0.0, 1.0),
+            });
+        }
+    }
+}
+
+/// Something that can run task attempts.
+pub trait Agent: Send + Sync + 'static {
+    /// Runs one attempt. The future must end soon after `cancel` fires (returning
+    /// [`AttemptError::Cancelled`]), stopping any work it started.
+    fn execute(
+        &self,
+        request: AttemptRequest,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) -> BoxFuture<Result<AttemptOutput, AttemptError>>;
+}
+
+/// An in-process agent made from a closure.
+///
+/// ```
+/// use axon_engine::agent::{AttemptOutput, FnAgent};
+/// let agent = FnAgent::new(|req, progress, _cancel| async move {
+///     progress.report(0.5);
+///     Ok(AttemptOutput {
+///         output: Some(serde_json::json!({ "task": req.task.id.as_str() })),
+///         ..AttemptOutput::default()
+///     })
+/// });
+/// # let _ = agent;
+/// ```
+pub struct FnAgent<F> {
+    f: F,
+}
+
+impl<F> FnAgent<F> {
+    /// Wraps `f` (the bounds on `new` let closures infer their argument types).
+    pub fn new<Fut>(f: F) -> Self
+    where
+        F: Fn(AttemptRequest, Progress, CancellationToken) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<AttemptOutput, AttemptError>> + Send + 'static,
+    {
+        Self { f }
+    }
+}
+
+impl<F, Fut> Agent for FnAgent<F>
+where
+    F: Fn(AttemptRequest, Progress, CancellationToken) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<AttemptOutput, AttemptError>> + Send + 'static,
+{
+    fn execute(
+        &self,
+        request: AttemptRequest,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) -> BoxFuture<Result<AttemptOutput, AttemptError>> {
+        Box::pin((self.f)(request, progress, cancel))
+    }
+}

@@ -1,0 +1,36 @@
+//! Axon's runtime: runs validated workflows on a pool of agents.
+//!
+//! - [`agent`]: the `Agent` trait, in-process agents ([`agent::FnAgent`]).
+//! - [`command`]: the command agent (any program, DESIGN.md's protocol).
+//! - [`pool`]: the agent pool (capabilities, free slots and resources, statistics).
+//! - [`bus`]: typed events for subscribers.
+//! - `run` (private): the dispatcher, the single owner of a run's state; eager dispatch,
+//!   retries with backoff, timeouts, cancellation, failure policies, group commit.
+//! - [`engine`]: start, resume and cancel runs; [`lease`]: who holds a run.
+//!
+//! Data flows one way: a validated [`axon_core::Workflow`] and its plan go in; transitions
+//! are committed to the [`axon_store::Store`] and then acted on and published on the
+//! [`bus::EventBus`]. Time comes only from `tokio::time`.
+//!
+//! See [`engine::Engine`] for an example.
+
+pub mod agent;
+pub mod bus;
+pub mod command;
+pub mod engine;
+pub mod error;
+pub mod lease;
+mod os;
+pub mod pool;
+pub mod report;
+mod run;
+pub mod time;
+
+pub use engine::{Engine, RunHandle, RunOptions, RunSource};
+pub use error::EngineError;
+pub use report::{RunReport, RunTotals, TaskReport};
+
+/// Whether a process with this pid is alive on this host.
+pub fn pid_alive(pid: u32) -> bool {
+    os::pid_alive(pid)
+}

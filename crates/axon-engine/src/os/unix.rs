@@ -1,0 +1,115 @@
+//! Process groups on Unix: each agent runs in its own group, and stopping it signals the
+//! whole group so grandchildren die too.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// Puts the child in a new process group of its own.
+pub fn own_process_group(cmd: &mut Command) {
+    cmd.process_group(0);
+}
+
+/// Sends `signal` to the group `pgid`; a group that is already gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    if raw <= 1 {
+        return; // never signal init's or our own (0) group
+    }
+    let _ = killpg(Pid::from_raw(raw), signal);
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace` if the child has not exited; always
+/// reaps the child and finally SIGKILLs the group so no grandchild survives.
+pub async fn stop_group(child: &mut Child, pgid: u32, grace: Duration) {
+    signal_group(pgid, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        signal_group(pgid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+}
+
+/// Kills whatever is left in the group after its leader exited.
+pub fn kill_group(pgid: u32) {
+    signal_group(pgid, Signal::SIGKILL);
+}
+
+/// Kills the process group `pid` if that process is still the agent of `task_id` in `run_id`
+/// (its environment says so, which guards against a reused pid). Returns whether it did.
+pub fn stop_stale_agent(pid: u32, run_id: uuid::Uuid, task_id: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let run = format!("AXON_RUN_ID={run_id}");
+    let task = format!("AXON_TASK_ID={task_id}");
+    let mut is_run = false;
+    let mut is_task = false;
+    for var in environ.split(|&b| b == 0) {
+        is_run |= var == run.as_bytes();
+        is_task |= var == task.as_bytes();
+    }
+    if is_run && is_task {
+        signal_group(pid, Signal::SIGKILL);
+        true
+    } else {
+        false
+    }
+}
+
+/// Whether a process with this pid exists (on this host). A zombie — exited, waiting to be
+/// reaped by its parent or init — is not alive.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(Pid::from_raw(raw), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => !is_zombie(pid),
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` has exited but is not reaped yet (known on Linux only).
+fn is_zombie(pid: u32) -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    // `pid (comm) state ...`; comm may itself contain spaces and parentheses.
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+        .is_some_and(|state| matches!(state, 'Z' | 'X'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_exited_but_unreaped_process_is_not_alive() {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(pid_alive(pid));
+        child.kill().unwrap();
+        // Wait for the exit without reaping: the child stays a zombie.
+        waitid(
+            Id::Pid(Pid::from_raw(i32::try_from(pid).unwrap())),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        assert!(!pid_alive(pid), "a zombie is not alive");
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+        assert!(pid_alive(std::process::id()));
+    }
+}

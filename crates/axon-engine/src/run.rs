@@ -1,0 +1,1057 @@
+//! The dispatcher of one run: the single owner of the run's state.
+//!
+//! It holds every task's state, the remaining-prerequisite counters and the ready queues
+//! (binary heaps keyed by [`Plan::ready_key`]: priority, then longest remaining path), one
+//! queue per set of agents able to run the tasks in it, so a task waiting for a busy kind of
+//! agent never blocks one whose agent is free. Attempts run in their own tokio tasks and
+//! report back over one channel.
+//!
+//! Every transition is computed in memory, committed to the store (events and current
+//! state, one transaction for everything that was waiting: group commit), and only then acted
+//! on: agents started, dependents released, events published.
+
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axon_core::DagIndex;
+use axon_core::model::{ErrorType, FailurePolicy, RunStatus, TaskStatus, Workflow};
+use axon_core::plan::{Plan, ReadyKey};
+use axon_store::{Batch, EventRecord, Store, TaskRecord};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+// Durations come from tokio's clock (paused in tests), like every timer of the run.
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::agent::{AttemptError, AttemptOutput, AttemptRequest, Progress, WorkflowRef};
+use crate::bus::{Event, EventBus, EventKind};
+use crate::error::EngineError;
+use crate::lease::Holder;
+use crate::pool::{AgentPool, PoolLease};
+use crate::report::{RunReport, RunTotals, TaskReport};
+
+/// How long an attempt that was told to stop may take to do so before it is abandoned.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+/// How often the store is asked whether someone cancelled the run, and the lease renewed.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What attempts and timers tell the dispatcher.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Progress {
+        task: u32,
+        attempt: u32,
+        value: f64,
+    },
+    Finished {
+        task: u32,
+        attempt: u32,
+        result: Result<AttemptOutput, AttemptError>,
+        duration: Duration,
+    },
+    RetryDue {
+        task: u32,
+    },
+    Spawned {
+        task: u32,
+        attempt: u32,
+        pid: u32,
+    },
+}
+
+/// Why the run is stopping early.
+#[derive(Debug, Clone, PartialEq)]
+enum Stop {
+    Cancelled,
+    FailFast(String),
+    WorkflowTimeout(Duration),
+    LostLease,
+}
+
+struct TaskState {
+    rec: TaskRecord,
+    remaining: u32,
+    ready_since: Option<Instant>,
+    attempt_started: Option<Instant>,
+    log_tail: Vec<String>,
+}
+
+/// Everything a run needs from its engine.
+pub(crate) struct RunContext {
+    pub run_id: Uuid,
+    pub workflow: Arc<Workflow>,
+    pub index: DagIndex,
+    pub plan: Plan,
+    pub pool: AgentPool,
+    pub bus: EventBus,
+    pub store: Option<Arc<dyn Store>>,
+    pub holder: Option<Holder>,
+    pub lease_ttl: Duration,
+    pub cancel: CancellationToken,
+    pub workspace: PathBuf,
+    /// Current state per task (all pending for a new run; from the store on resume).
+    pub records: Vec<TaskRecord>,
+    pub created_at_ms: i64,
+    pub resumed: bool,
+}
+
+pub(crate) struct RunLoop {
+    cx: RunContext,
+    tasks: Vec<TaskState>,
+    classes: Vec<Vec<u32>>,
+    class_of: Vec<u32>,
+    ready: Vec<BinaryHeap<(ReadyKey, u32)>>,
+    tx: UnboundedSender<Msg>,
+    rx: UnboundedReceiver<Msg>,
+    tracker: TaskTracker,
+    running: usize,
+    waiting_retry: usize,
+    stop: Option<Stop>,
+    batch: Batch,
+    events: Vec<Event>,
+    started: Instant,
+    totals: RunTotals,
+}
+
+impl RunLoop {
+    pub(crate) fn new(cx: RunContext) -> Result<Self, EngineError> {
+        let n = cx.workflow.tasks.len();
+        let mut classes: Vec<Vec<u32>> = Vec::new();
+        let mut class_of = vec![0u32; n];
+        let mut no_agent = Vec::new();
+        for (i, task) in cx.workflow.tasks.iter().enumerate() {
+            let able = cx.pool.capable_of(task);
+            if able.is_empty() {
+                no_agent.push(axon_core::agents::infeasibility_reason(
+                    task,
+                    &cx.pool.specs(),
+                ));
+                continue;
+            }
+            class_of[i] = match classes.iter().position(|c| *c == able) {
+                Some(c) => c as u32,
+                None => {
+                    classes.push(able);
+                    (classes.len() - 1) as u32
+                }
+            };
+        }
+        if !no_agent.is_empty() {
+            return Err(EngineError::NoSuitableAgent(no_agent));
+        }
+        let tasks: Vec<TaskState> = cx
+            .records
+            .iter()
+            .map(|rec| TaskState {
+                rec: rec.clone(),
+                remaining: 0,
+                ready_since: None,
+                attempt_started: None,
+                log_tail: Vec::new(),
+            })
+            .collect();
+        let (tx, rx) = unbounded_channel();
+        let ready = vec![BinaryHeap::new(); classes.len()];
+        Ok(Self {
+            cx,
+            tasks,
+            classes,
+            class_of,
+            ready,
+            tx,
+            rx,
+            tracker: TaskTracker::new(),
+            running: 0,
+            waiting_retry: 0,
+            stop: None,
+            batch: Batch::default(),
+            events: Vec::new(),
+            started: Instant::now(),
+            totals: RunTotals::default(),
+        })
+    }
+
+    fn task_id(&self, i: usize) -> &str {
+        self.cx.workflow.tasks[i].id.as_str()
+    }
+
+    /// Queues an event for the next commit (and publication after it).
+    fn emit(
+        &mut self,
+        task: Option<usize>,
+        attempt: Option<u32>,
+        agent: Option<String>,
+        kind: EventKind,
+    ) {
+        let event = Event {
+            run_id: self.cx.run_id,
+            at_ms: now_ms(),
+            task_id: task.map(|i| self.task_id(i).to_owned()),
+            attempt,
+            agent,
+            kind,
+        };
+        self.batch.events.push(EventRecord {
+            seq: 0,
+            run_id: event.run_id,
+            task_id: event.task_id.clone(),
+            kind: event.kind.name().to_owned(),
+            attempt: event.attempt,
+            agent: event.agent.clone(),
+            at_ms: event.at_ms,
+            data: serde_json::to_value(&event.kind).unwrap_or(serde_json::Value::Null),
+        });
+        self.events.push(event);
+    }
+
+    /// Queues the task's current state for the next commit.
+    fn touch(&mut self, i: usize) {
+        let rec = self.tasks[i].rec.clone();
+        // One row per task per batch: the last state wins.
+        if let Some(slot) = self
+            .batch
+            .tasks
+            .iter_mut()
+            .find(|t| t.task_id == rec.task_id)
+        {
+            *slot = rec;
+        } else {
+            self.batch.tasks.push(rec);
+        }
+    }
+
+    /// Commits what is queued, then publishes its events.
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        if self.stop == Some(Stop::LostLease) {
+            // The run belongs to another engine now: this one's attempts stopping is not the
+            // run's state, and writing it would overwrite the new holder's.
+            self.batch = Batch::default();
+            self.events.clear();
+            return Ok(());
+        }
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(store) = &self.cx.store {
+            let mut delay = Duration::from_millis(20);
+            let mut tries = 0;
+            loop {
+                match store.commit(self.cx.run_id, &batch).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_transient() && tries < 8 => {
+                        tries += 1;
+                        tracing::warn!(error = %e, "store busy; retrying the commit");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => return Err(EngineError::Store(e)),
+                }
+            }
+        }
+        for e in std::mem::take(&mut self.events) {
+            self.cx.bus.publish(&e);
+        }
+        Ok(())
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        let t = &mut self.tasks[i];
+        t.rec.status = TaskStatus::Ready;
+        t.ready_since = Some(Instant::now());
+        let key = self.cx.plan.ready_key(i);
+        self.ready[self.class_of[i] as usize].push((key, i as u32));
+        self.touch(i);
+    }
+
+    /// Sets up counters and the ready queues from the current task states.
+    fn prepare(&mut self) {
+        let n = self.tasks.len();
+        let wf = Arc::clone(&self.cx.workflow);
+        self.emit(
+            None,
+            None,
+            None,
+            EventKind::RunSubmitted {
+                workflow_id: wf.id.to_string(),
+                tasks: n,
+                resumed: self.cx.resumed,
+            },
+        );
+        // Unfinished work from a previous engine starts over (with its attempt count kept).
+        for i in 0..n {
+            let t = &mut self.tasks[i];
+            if !t.rec.status.is_terminal() {
+                t.rec.status = TaskStatus::Pending;
+                t.rec.progress = None;
+            }
+        }
+        // Tasks whose prerequisites can no longer succeed are skipped.
+        for &v in &self.cx.plan.order.clone() {
+            let v = v as usize;
+            if self.tasks[v].rec.status.is_terminal() {
+                continue;
+            }
+            let blocker = self.cx.index.prerequisites(v).iter().copied().find(|&p| {
+                matches!(
+                    self.tasks[p as usize].rec.status,
+                    TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled
+                )
+            });
+            if let Some(p) = blocker {
+                let because = self.task_id(p as usize).to_owned();
+                self.skip(v, because);
+            }
+        }
+        for i in 0..n {
+            if self.tasks[i].rec.status != TaskStatus::Pending {
+                continue;
+            }
+            let remaining = self
+                .cx
+                .index
+                .prerequisites(i)
+                .iter()
+                .filter(|&&p| self.tasks[p as usize].rec.status != TaskStatus::Succeeded)
+                .count() as u32;
+            self.tasks[i].remaining = remaining;
+            if remaining == 0 {
+                self.make_ready(i);
+            }
+        }
+    }
+
+    fn skip(&mut self, i: usize, because: String) {
+        let t = &mut self.tasks[i];
+        t.rec.status = TaskStatus::Skipped;
+        t.rec.finished_at_ms = Some(now_ms());
+        t.rec.error = Some(format!("skipped because `{because}` did not succeed"));
+        self.touch(i);
+        self.emit(Some(i), None, None, EventKind::TaskSkipped { because });
+        metrics::counter!("axon_tasks_total", "type" => self.cx.workflow.tasks[i].task_type.kind().as_str(), "outcome" => "skipped").increment(1);
+    }
+
+    /// Skips every not-yet-finished task that depends, directly or not, on `failed`.
+    fn skip_dependents(&mut self, failed: usize) {
+        let because = self.task_id(failed).to_owned();
+        let mut queue: VecDeque<u32> = self.cx.index.dependents(failed).iter().copied().collect();
+        while let Some(d) = queue.pop_front() {
+            let d = d as usize;
+            if self.tasks[d].rec.status.is_terminal() {
+                continue;
+            }
+            // Pending dependents are never running: a dependent only starts after `failed`
+            // succeeded, and ready queues hold no dependent of an unfinished task.
+            self.skip(d, because.clone());
+            queue.extend(self.cx.index.dependents(d).iter().copied());
+        }
+    }
+
+    /// Starts an attempt on every ready task that can get an agent, best first.
+    async fn dispatch(&mut self) -> Result<(), EngineError> {
+        if self.stop.is_some() {
+            return Ok(());
+        }
+        let mut blocked = vec![false; self.classes.len()];
+        let mut starts: Vec<(usize, PoolLease, AttemptRequest)> = Vec::new();
+        loop {
+            let best = (0..self.classes.len())
+                .filter(|&c| !blocked[c])
+                .filter_map(|c| self.ready[c].peek().map(|&(k, _)| (k, c)))
+                .max();
+            let Some((_, c)) = best else { break };
+            let Some(&(_, task)) = self.ready[c].peek() else {
+                break;
+            };
+            let i = task as usize;
+            let need = self.cx.workflow.tasks[i].requirements.resources;
+            let Some(lease) = self.cx.pool.try_acquire(&self.classes[c], need) else {
+                blocked[c] = true;
+                continue;
+            };
+            self.ready[c].pop();
+            let req = self.begin_attempt(i, &lease);
+            starts.push((i, lease, req));
+        }
+        if starts.is_empty() {
+            return Ok(());
+        }
+        // Commit, then act.
+        self.flush().await?;
+        for (i, lease, req) in starts {
+            self.spawn_attempt(i, lease, req);
+        }
+        Ok(())
+    }
+
+    fn begin_attempt(&mut self, i: usize, lease: &PoolLease) -> AttemptRequest {
+        let agent = lease.spec().id.to_string();
+        let wf = Arc::clone(&self.cx.workflow);
+        let task = &wf.tasks[i];
+        let upstream: BTreeMap<String, serde_json::Value> = self
+            .cx
+            .index
+            .prerequisites(i)
+            .iter()
+            .map(|&p| {
+                let p = p as usize;
+                (
+                    self.task_id(p).to_owned(),
+                    self.tasks[p]
+                        .rec
+                        .output
+                        .clone()
+                        .unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect();
+        let t = &mut self.tasks[i];
+        let wait = t
+            .ready_since
+            .take()
+            .map_or(0.0, |s| s.elapsed().as_secs_f64());
+        t.rec.attempts += 1;
+        let attempt = t.rec.attempts;
+        t.rec.status = TaskStatus::Running;
+        t.rec.agent = Some(agent.clone());
+        t.rec.started_at_ms = Some(now_ms());
+        t.rec.progress = Some(0.0);
+        t.rec.error = None;
+        t.rec.error_kind = None;
+        t.attempt_started = Some(Instant::now());
+        self.touch(i);
+        self.running += 1;
+        self.totals.attempts += 1;
+        metrics::counter!("axon_task_attempts_total").increment(1);
+        metrics::histogram!("axon_task_queue_wait_seconds").record(wait);
+        self.totals.queue_wait_secs += wait;
+        self.emit(
+            Some(i),
+            Some(attempt),
+            Some(agent.clone()),
+            EventKind::TaskDispatched {
+                queue_wait_secs: wait,
+            },
+        );
+        self.emit(Some(i), Some(attempt), Some(agent), EventKind::TaskStarted);
+        AttemptRequest {
+            task: Arc::new(task.clone()),
+            workflow: WorkflowRef {
+                id: wf.id.to_string(),
+                name: wf.name.clone(),
+            },
+            run_id: self.cx.run_id,
+            attempt,
+            context: Vec::new(),
+            upstream,
+            idempotency_key: format!("{}/{}/{attempt}", self.cx.run_id, task.id),
+            session_dir: self.cx.workspace.clone(),
+        }
+    }
+
+    fn spawn_attempt(&mut self, i: usize, mut lease: PoolLease, req: AttemptRequest) {
+        let token = self.cx.cancel.child_token();
+        let tx = self.tx.clone();
+        let timeout = self.cx.workflow.tasks[i].timeout;
+        let attempt = req.attempt;
+        let progress = Progress {
+            tx: Some(tx.clone()),
+            task: i as u32,
+            attempt,
+        };
+        let agent = lease.agent();
+        self.tracker.spawn(async move {
+            let started = Instant::now();
+            // The agent runs in a task of its own so that a panic is caught, not fatal —
+            // including one raised by `execute` itself while it builds its future.
+            let exec_token = token.clone();
+            let mut exec =
+                tokio::spawn(async move { agent.execute(req, progress, exec_token).await });
+            let joined =
+                |r: Result<Result<AttemptOutput, AttemptError>, tokio::task::JoinError>| match r {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => Err(AttemptError::failed(
+                        ErrorType::AgentError,
+                        format!("agent panicked: {}", panic_message(e.into_panic())),
+                    )),
+                    Err(_) => Err(AttemptError::Cancelled),
+                };
+            let limit = async {
+                match timeout {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result = tokio::select! {
+                r = &mut exec => joined(r),
+                () = limit => {
+                    token.cancel();
+                    if tokio::time::timeout(STOP_WAIT, &mut exec).await.is_err() {
+                        exec.abort();
+                    }
+                    Err(AttemptError::timed_out(timeout.unwrap_or_default()))
+                }
+                () = token.cancelled() => {
+                    // The agent was told to stop; it may still finish (even successfully).
+                    match tokio::time::timeout(STOP_WAIT, &mut exec).await {
+                        Ok(r) => joined(r),
+                        Err(_) => {
+                            exec.abort();
+                            Err(AttemptError::Cancelled)
+                        }
+                    }
+                }
+            };
+            if result.is_err() {
+                lease.mark_failed();
+            }
+            // Free the agent before reporting, so the dispatcher can reuse it at once.
+            drop(lease);
+            let _ = tx.send(Msg::Finished {
+                task: i as u32,
+                attempt,
+                result,
+                duration: started.elapsed(),
+            });
+        });
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Progress {
+                task,
+                attempt,
+                value,
+            } => {
+                let i = task as usize;
+                let t = &mut self.tasks[i];
+                if t.rec.status != TaskStatus::Running || t.rec.attempts != attempt {
+                    return; // a late report from an attempt that is over
+                }
+                t.rec.progress = Some(value);
+                let agent = t.rec.agent.clone();
+                self.touch(i);
+                self.emit(
+                    Some(i),
+                    Some(attempt),
+                    agent,
+                    EventKind::TaskProgress { progress: value },
+                );
+            }
+            Msg::Spawned { task, attempt, pid } => {
+                let i = task as usize;
+                let t = &mut self.tasks[i];
+                if t.rec.status == TaskStatus::Running && t.rec.attempts == attempt {
+                    t.rec.agent_pid = Some(pid);
+                    self.touch(i);
+                }
+            }
+            Msg::RetryDue { task } => {
+                let i = task as usize;
+                self.waiting_retry -= 1;
+                if self.tasks[i].rec.status != TaskStatus::Retrying {
+                    return;
+                }
+                if let Some(stop) = self.stop.clone() {
+                    self.cancel_task(i, &stop);
+                } else {
+                    self.make_ready(i);
+                }
+            }
+            Msg::Finished {
+                task,
+                attempt,
+                result,
+                duration,
+            } => {
+                self.running -= 1;
+                self.tasks[task as usize].rec.agent_pid = None;
+                self.finished(task as usize, attempt, result, duration);
+            }
+        }
+    }
+
+    fn finished(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        result: Result<AttemptOutput, AttemptError>,
+        duration: Duration,
+    ) {
+        let kind_label = self.cx.workflow.tasks[i].task_type.kind().as_str();
+        let agent = self.tasks[i].rec.agent.clone();
+        metrics::histogram!("axon_task_duration_seconds", "type" => kind_label)
+            .record(duration.as_secs_f64());
+        match result {
+            Ok(out) => {
+                let t = &mut self.tasks[i];
+                t.rec.status = TaskStatus::Succeeded;
+                t.rec.output = out.output;
+                t.rec.progress = Some(1.0);
+                t.rec.finished_at_ms = Some(now_ms());
+                t.log_tail = out.log_tail;
+                self.touch(i);
+                self.emit(
+                    Some(i),
+                    Some(attempt),
+                    agent,
+                    EventKind::TaskSucceeded {
+                        duration_secs: duration.as_secs_f64(),
+                    },
+                );
+                metrics::counter!("axon_tasks_total", "type" => kind_label, "outcome" => "succeeded").increment(1);
+                for d in self.cx.index.dependents(i).to_vec() {
+                    let d = d as usize;
+                    let t = &mut self.tasks[d];
+                    t.remaining = t.remaining.saturating_sub(1);
+                    if t.remaining == 0 && t.rec.status == TaskStatus::Pending {
+                        if let Some(stop) = self.stop.clone() {
+                            self.cancel_task(d, &stop);
+                        } else {
+                            self.make_ready(d);
+                        }
+                    }
+                }
+            }
+            Err(AttemptError::Cancelled) => {
+                let stop = self.stop.clone().unwrap_or(Stop::Cancelled);
+                self.cancel_task(i, &stop);
+            }
+            Err(AttemptError::Failed {
+                kind,
+                message,
+                log_tail,
+            }) => {
+                let policy = self
+                    .cx
+                    .workflow
+                    .retry_policy_for(&self.cx.workflow.tasks[i]);
+                self.tasks[i].log_tail = log_tail;
+                self.tasks[i].rec.error = Some(message.clone());
+                self.tasks[i].rec.error_kind = Some(kind);
+                if self.stop.is_none() && policy.should_retry(kind, attempt) {
+                    let delay = jittered(
+                        policy.delay_before_retry(attempt),
+                        policy.jitter,
+                        self.cx.run_id,
+                        i,
+                        attempt,
+                    );
+                    self.tasks[i].rec.status = TaskStatus::Retrying;
+                    self.touch(i);
+                    self.emit(
+                        Some(i),
+                        Some(attempt),
+                        agent,
+                        EventKind::TaskRetrying {
+                            error: message,
+                            error_kind: kind,
+                            delay_secs: delay.as_secs_f64(),
+                        },
+                    );
+                    self.totals.retries += 1;
+                    metrics::counter!("axon_task_retries_total").increment(1);
+                    self.waiting_retry += 1;
+                    let tx = self.tx.clone();
+                    let token = self.cx.cancel.clone();
+                    self.tracker.spawn(async move {
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = token.cancelled() => {}
+                        }
+                        let _ = tx.send(Msg::RetryDue { task: i as u32 });
+                    });
+                } else {
+                    let t = &mut self.tasks[i];
+                    t.rec.status = TaskStatus::Failed;
+                    t.rec.finished_at_ms = Some(now_ms());
+                    self.touch(i);
+                    self.emit(
+                        Some(i),
+                        Some(attempt),
+                        agent,
+                        EventKind::TaskFailed {
+                            error: message,
+                            error_kind: kind,
+                            duration_secs: duration.as_secs_f64(),
+                        },
+                    );
+                    metrics::counter!("axon_tasks_total", "type" => kind_label, "outcome" => "failed").increment(1);
+                    match self.cx.workflow.failure_policy {
+                        FailurePolicy::Continue => self.skip_dependents(i),
+                        FailurePolicy::FailFast => {
+                            if self.stop.is_none() {
+                                let id = self.task_id(i).to_owned();
+                                self.skip_dependents(i);
+                                self.begin_stop(Stop::FailFast(id));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn cancel_task(&mut self, i: usize, stop: &Stop) {
+        let reason = match stop {
+            Stop::Cancelled => "run cancelled".to_owned(),
+            Stop::FailFast(id) => format!("fail_fast: task `{id}` failed"),
+            Stop::WorkflowTimeout(after) => format!(
+                "workflow timed out after {}",
+                axon_core::duration::format(*after)
+            ),
+            Stop::LostLease => "another engine took over the run".to_owned(),
+        };
+        let t = &mut self.tasks[i];
+        let attempt = (t.rec.attempts > 0).then_some(t.rec.attempts);
+        t.rec.status = TaskStatus::Cancelled;
+        t.rec.finished_at_ms = Some(now_ms());
+        if t.rec.error.is_none() || matches!(stop, Stop::WorkflowTimeout(_)) {
+            t.rec.error = Some(reason.clone());
+        }
+        let agent = t.rec.agent.clone();
+        self.touch(i);
+        self.emit(Some(i), attempt, agent, EventKind::TaskCancelled { reason });
+        metrics::counter!("axon_tasks_total", "type" => self.cx.workflow.tasks[i].task_type.kind().as_str(), "outcome" => "cancelled").increment(1);
+    }
+
+    /// Stops starting work, cancels running attempts and pending retries, and cancels every
+    /// task that has not started.
+    fn begin_stop(&mut self, stop: Stop) {
+        if self.stop.is_some() {
+            return;
+        }
+        tracing::info!(?stop, "stopping run");
+        self.stop = Some(stop.clone());
+        self.cx.cancel.cancel();
+        for heap in &mut self.ready {
+            heap.clear();
+        }
+        for i in 0..self.tasks.len() {
+            if matches!(
+                self.tasks[i].rec.status,
+                TaskStatus::Pending | TaskStatus::Ready
+            ) {
+                self.cancel_task(i, &stop);
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.running == 0
+            && self.waiting_retry == 0
+            && self.tasks.iter().all(|t| t.rec.status.is_terminal())
+    }
+
+    pub(crate) async fn run(mut self) -> Result<RunReport, EngineError> {
+        self.prepare();
+        self.flush().await?;
+        let deadline = tokio::time::Instant::now() + self.cx.workflow.timeout;
+        let mut pool_changes = self.cx.pool.changes();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            if let Err(e) = self.dispatch().await {
+                break Err(e);
+            }
+            if self.is_done() {
+                break Ok(());
+            }
+            // A stopping run whose attempts are all back has nothing left to wait for.
+            tokio::select! {
+                biased;
+                () = self.cx.cancel.cancelled(), if self.stop.is_none() => {
+                    self.begin_stop(Stop::Cancelled);
+                }
+                () = tokio::time::sleep_until(deadline), if self.stop.is_none() => {
+                    self.begin_stop(Stop::WorkflowTimeout(self.cx.workflow.timeout));
+                }
+                msg = self.rx.recv() => {
+                    if let Some(msg) = msg {
+                        self.handle(msg);
+                        while let Ok(more) = self.rx.try_recv() {
+                            self.handle(more);
+                        }
+                    }
+                }
+                changed = pool_changes.changed() => {
+                    // The sender lives in the pool, which outlives the run.
+                    let _ = changed;
+                }
+                _ = heartbeat.tick(), if self.cx.store.is_some() => {
+                    match self.heartbeat().await {
+                        Ok(None) => {}
+                        Ok(Some(stop)) => self.begin_stop(stop),
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+            if let Err(e) = self.flush().await {
+                break Err(e);
+            }
+        };
+        if let Err(e) = outcome {
+            // The store is unusable: stop the agents; what was committed stays for resume.
+            self.cx.cancel.cancel();
+            self.tracker.close();
+            let _ = tokio::time::timeout(STOP_WAIT, self.tracker.wait()).await;
+            return Err(e);
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        if self.stop == Some(Stop::LostLease) {
+            return Err(EngineError::LostLease(self.cx.run_id));
+        }
+        self.finish().await
+    }
+
+    /// Checks for a cancel request and renews the lease.
+    async fn heartbeat(&mut self) -> Result<Option<Stop>, EngineError> {
+        let Some(store) = &self.cx.store else {
+            return Ok(None);
+        };
+        if self.stop.is_none() && store.cancel_requested(self.cx.run_id).await? {
+            return Ok(Some(Stop::Cancelled));
+        }
+        if let Some(h) = &self.cx.holder {
+            let expires =
+                now_ms() + i64::try_from(self.cx.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+            if !store
+                .renew_lease(self.cx.run_id, &h.host, h.pid, expires)
+                .await?
+            {
+                return Ok(Some(Stop::LostLease));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn finish(mut self) -> Result<RunReport, EngineError> {
+        let status = match &self.stop {
+            Some(Stop::Cancelled) => RunStatus::Cancelled,
+            Some(_) => RunStatus::Failed,
+            None if self
+                .tasks
+                .iter()
+                .all(|t| t.rec.status == TaskStatus::Succeeded) =>
+            {
+                RunStatus::Succeeded
+            }
+            None => RunStatus::Failed,
+        };
+        let finished_at = now_ms();
+        let duration = self.started.elapsed();
+        self.batch.run_status = Some((status, Some(finished_at)));
+        self.emit(
+            None,
+            None,
+            None,
+            EventKind::RunFinished {
+                status,
+                duration_secs: duration.as_secs_f64(),
+            },
+        );
+        metrics::counter!("axon_runs_total", "status" => status.as_str()).increment(1);
+        for s in self.cx.pool.stats() {
+            metrics::gauge!("axon_agent_utilisation_ratio", "agent" => s.id).set(s.utilisation);
+        }
+        self.flush().await?;
+        if let (Some(store), Some(h)) = (&self.cx.store, &self.cx.holder) {
+            store.release_lease(self.cx.run_id, &h.host, h.pid).await?;
+        }
+        let mut totals = self.totals;
+        for t in &self.tasks {
+            match t.rec.status {
+                TaskStatus::Succeeded => totals.succeeded += 1,
+                TaskStatus::Failed => totals.failed += 1,
+                TaskStatus::Skipped => totals.skipped += 1,
+                TaskStatus::Cancelled => totals.cancelled += 1,
+                _ => {}
+            }
+        }
+        let wf = &self.cx.workflow;
+        Ok(RunReport {
+            run_id: self.cx.run_id,
+            workflow_id: wf.id.to_string(),
+            workflow_name: wf.name.clone(),
+            status,
+            created_at_ms: self.cx.created_at_ms,
+            finished_at_ms: Some(finished_at),
+            tasks: self
+                .tasks
+                .into_iter()
+                .map(|t| TaskReport::from_record(t.rec, t.log_tail))
+                .collect(),
+            totals,
+        })
+    }
+}
+
+/// Spreads retries of many tasks apart: with jitter, the delay is scaled by a factor in
+/// 0.5..1.0 derived from the run, task and attempt (stable for one attempt, different across
+/// tasks).
+fn jittered(delay: Duration, jitter: bool, run: Uuid, task: usize, attempt: u32) -> Duration {
+    if !jitter {
+        return delay;
+    }
+    let mut x = run.as_u128() as u64
+        ^ (task as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let factor = 0.5 + (x >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
+    delay.mul_f64(factor)
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_full_delay() {
+        let d = Duration::from_secs(10);
+        assert_eq!(jittered(d, false, Uuid::nil(), 1, 1), d);
+        let mut seen = std::collections::HashSet::new();
+        for task in 0..100 {
+            let j = jittered(d, true, Uuid::now_v7(), task, 1);
+            assert!(j >= d / 2 && j <= d, "{j:?}");
+            seen.insert(j);
+        }
+        assert!(seen.len() > 50, "jitter should spread delays");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_panicking_before_its_future_exists_fails_the_task() {
+        use crate::agent::{Agent, BoxFuture};
+        use crate::pool::PoolAgent;
+        use axon_core::builder::{TaskBuilder, WorkflowBuilder};
+
+        struct PanicsAtOnce;
+        impl Agent for PanicsAtOnce {
+            fn execute(
+                &self,
+                _: AttemptRequest,
+                _: Progress,
+                _: CancellationToken,
+            ) -> BoxFuture<Result<AttemptOutput, AttemptError>> {
+                panic!("no future for you");
+            }
+        }
+        let spec = axon_core::agents::parse_agents(
+            "agents:\n  - id: a\n    capabilities: [x]\n",
+            axon_core::format::Format::Yaml,
+        )
+        .unwrap()
+        .agents
+        .remove(0);
+        let engine = crate::Engine::new(AgentPool::new(vec![PoolAgent {
+            spec,
+            agent: Arc::new(PanicsAtOnce),
+        }]));
+        let workflow = WorkflowBuilder::new("p")
+            .task(
+                TaskBuilder::custom("t", "T", "h")
+                    .capability("x")
+                    .estimated_duration(Duration::from_secs(1)),
+            )
+            .build()
+            .unwrap();
+        let run = engine.run(workflow, crate::RunOptions::default());
+        let report = tokio::time::timeout(Duration::from_secs(7200), run)
+            .await
+            .expect("the run ends instead of hanging")
+            .unwrap();
+        assert_eq!(report.tasks[0].status, TaskStatus::Failed);
+        assert_eq!(
+            report.tasks[0].error.as_deref(),
+            Some("agent panicked: no future for you")
+        );
+        assert_eq!(engine.pool().stats()[0].running, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_losing_its_lease_a_run_writes_nothing_more() {
+        use crate::agent::FnAgent;
+        use crate::pool::PoolAgent;
+        use axon_core::builder::{TaskBuilder, WorkflowBuilder};
+        use axon_store::{Lease, SqliteStore};
+
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let (started_tx, mut started) = unbounded_channel::<()>();
+        let agent = FnAgent::new(move |_, _, cancel: CancellationToken| {
+            let started_tx = started_tx.clone();
+            async move {
+                let _ = started_tx.send(());
+                cancel.cancelled().await;
+                Err(AttemptError::Cancelled)
+            }
+        });
+        let spec = axon_core::agents::parse_agents(
+            "agents:\n  - id: a\n    capabilities: [x]\n",
+            axon_core::format::Format::Yaml,
+        )
+        .unwrap()
+        .agents
+        .remove(0);
+        let engine = crate::Engine::new(AgentPool::new(vec![PoolAgent {
+            spec,
+            agent: Arc::new(agent),
+        }]))
+        .with_store(store.clone());
+        let task = |id: &str| {
+            TaskBuilder::custom(id, id, "h")
+                .capability("x")
+                .estimated_duration(Duration::from_secs(1))
+        };
+        let workflow = WorkflowBuilder::new("w")
+            .task(task("t"))
+            .task(task("u").depends_on(["t"]))
+            .build()
+            .unwrap();
+        let handle = engine
+            .start(workflow, crate::RunOptions::default())
+            .await
+            .unwrap();
+        let run_id = handle.run_id;
+        started.recv().await.unwrap();
+        let before = store.tasks(run_id).await.unwrap();
+        let other = Lease {
+            host: "elsewhere".into(),
+            pid: 1,
+            expires_at_ms: now_ms() + 60_000,
+        };
+        // The heartbeat may renew the lease meanwhile: compare-and-swap until it sticks.
+        while !store
+            .swap_lease(run_id, store.lease(run_id).await.unwrap().as_ref(), &other)
+            .await
+            .unwrap()
+        {}
+        let out = tokio::time::timeout(Duration::from_secs(10), handle.wait())
+            .await
+            .expect("the run stops");
+        assert!(matches!(out, Err(EngineError::LostLease(_))), "{out:?}");
+        assert_eq!(store.tasks(run_id).await.unwrap(), before);
+    }
+}

@@ -1,0 +1,289 @@
+//! Axon's durable state: the [`Store`] trait the engine writes through, and its embedded
+//! SQLite implementation ([`SqliteStore`]).
+//!
+//! The engine computes a transition in memory, writes it here — events appended to the log
+//! *and* the current state of the run and its tasks updated, in one transaction — and only
+//! then acts on it. Resume reads the current-state tables, not the log. A run is held by one
+//! engine at a time through a lease (holder host and pid, expiry) that the engine renews.
+//!
+//! The trait knows nothing of SQLite: a PostgreSQL implementation can follow without
+//! touching the engine. It depends on `axon-core` for statuses only.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), axon_store::StoreError> {
+//! use axon_store::{SqliteStore, Store};
+//! let store = SqliteStore::open(std::path::Path::new(".axon/axon.db")).await?;
+//! for run in store.runs(10).await? {
+//!     println!("{} {}", run.run.run_id, run.run.status);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod sqlite;
+
+use async_trait::async_trait;
+use axon_core::model::{ErrorType, RunStatus, TaskStatus};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("database error")]
+    Database(#[source] Box<sqlx::Error>),
+    /// A schema migration failed.
+    #[error("database migration failed")]
+    Migration(#[source] Box<sqlx::migrate::MigrateError>),
+    /// The database directory could not be created.
+    #[error("cannot create the database directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A row holds a value this version does not understand.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No run has this id.
+    #[error("no run with id {0}")]
+    NoSuchRun(Uuid),
+}
+
+impl StoreError {
+    /// Whether retrying the operation may succeed (the database was busy or locked).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(e) => match e.as_ref() {
+                sqlx::Error::Database(db) => {
+                    let msg = db.message();
+                    msg.contains("locked") || msg.contains("busy")
+                }
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(Box::new(e))
+    }
+}
+
+/// A run as the store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The run id (UUIDv7).
+    pub run_id: Uuid,
+    /// The workflow's id.
+    pub workflow_id: String,
+    /// The workflow's name.
+    pub workflow_name: String,
+    /// As recorded; a `running` run whose engine died is reported as `interrupted` by the
+    /// engine's lease logic, not stored as such.
+    pub status: RunStatus,
+    /// When it was submitted, ms since the Unix epoch.
+    pub created_at_ms: i64,
+    /// When it finished.
+    pub finished_at_ms: Option<i64>,
+    /// The workspace directory.
+    pub workspace: String,
+    /// The workflow file as read, so `resume` runs exactly the same workflow.
+    pub workflow_source: String,
+    /// `yaml` or `json`.
+    pub workflow_format: String,
+    /// The agents file as read, if the run had one.
+    pub agents_source: Option<String>,
+    /// `yaml` or `json`.
+    pub agents_format: Option<String>,
+    /// The directory the agents file was in (relative agent commands resolve there).
+    pub agents_dir: Option<String>,
+    /// Whether `axon cancel` asked for the run to stop.
+    pub cancel_requested: bool,
+}
+
+/// A task of a run as the store holds it (its current state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    /// The task id.
+    pub task_id: String,
+    /// Index in the workflow's task list.
+    pub position: u32,
+    /// The task's name.
+    pub name: String,
+    /// Current status.
+    pub status: TaskStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// The agent of the latest attempt.
+    pub agent: Option<String>,
+    /// Process (and process group) id of the latest attempt's command agent, while it runs.
+    pub agent_pid: Option<u32>,
+    /// Last reported progress, 0..=1.
+    pub progress: Option<f64>,
+    /// When the latest attempt started, ms since the Unix epoch.
+    pub started_at_ms: Option<i64>,
+    /// When the task reached a terminal status.
+    pub finished_at_ms: Option<i64>,
+    /// Why the latest attempt failed.
+    pub error: Option<String>,
+    /// The class of that failure.
+    pub error_kind: Option<ErrorType>,
+    /// The task's output, when it succeeded with one.
+    pub output: Option<serde_json::Value>,
+}
+
+impl TaskRecord {
+    /// A pending task that has not run yet.
+    pub fn pending(task_id: impl Into<String>, position: u32, name: impl Into<String>) -> Self {
+        Self {
+            task_id: task_id.into(),
+            position,
+            name: name.into(),
+            status: TaskStatus::Pending,
+            attempts: 0,
+            agent: None,
+            agent_pid: None,
+            progress: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            error_kind: None,
+            output: None,
+        }
+    }
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Position in the log (assigned by the store; ignored on write).
+    pub seq: i64,
+    /// The run.
+    pub run_id: Uuid,
+    /// The task, for task events.
+    pub task_id: Option<String>,
+    /// What happened: `run_submitted`, `task_dispatched`, `task_succeeded`, ...
+    pub kind: String,
+    /// The attempt, for task events.
+    pub attempt: Option<u32>,
+    /// The agent, when one is involved.
+    pub agent: Option<String>,
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Details (delay, error, progress, ...).
+    pub data: serde_json::Value,
+}
+
+/// Everything one commit writes, atomically.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Events to append, in order.
+    pub events: Vec<EventRecord>,
+    /// New current state of these tasks (by task id).
+    pub tasks: Vec<TaskRecord>,
+    /// New status of the run, if it changed.
+    pub run_status: Option<(RunStatus, Option<i64>)>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.tasks.is_empty() && self.run_status.is_none()
+    }
+}
+
+/// Who holds a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// When the lease lapses unless renewed, ms since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+/// A run with its task counts, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// The run.
+    pub run: RunRecord,
+    /// The current lease, if any.
+    pub lease: Option<Lease>,
+    /// Number of tasks per status.
+    pub counts: Vec<(TaskStatus, u32)>,
+}
+
+/// Durable state of runs. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a new run with its tasks (all pending), and gives its lease to `holder`.
+    async fn create_run(
+        &self,
+        run: &RunRecord,
+        tasks: &[TaskRecord],
+        holder: &Lease,
+    ) -> Result<(), StoreError>;
+
+    /// Appends the batch's events and applies its state changes, in one transaction.
+    async fn commit(&self, run_id: Uuid, batch: &Batch) -> Result<(), StoreError>;
+
+    /// The run, if it exists.
+    async fn run(&self, run_id: Uuid) -> Result<Option<RunRecord>, StoreError>;
+
+    /// The run's tasks, in workflow order.
+    async fn tasks(&self, run_id: Uuid) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// The most recent runs, newest first, with task counts and leases.
+    async fn runs(&self, limit: u32) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// Events of a run after `after_seq`, oldest first, at most `limit`.
+    async fn events(
+        &self,
+        run_id: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// The run's current lease, if any.
+    async fn lease(&self, run_id: Uuid) -> Result<Option<Lease>, StoreError>;
+
+    /// Replaces the lease if it still equals `expected` (compare and swap); returns whether
+    /// it did.
+    async fn swap_lease(
+        &self,
+        run_id: Uuid,
+        expected: Option<&Lease>,
+        new: &Lease,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends the lease held by `host`/`pid`; returns false if someone else holds it now.
+    async fn renew_lease(
+        &self,
+        run_id: Uuid,
+        host: &str,
+        pid: u32,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Drops the lease held by `host`/`pid`, if it still holds it.
+    async fn release_lease(&self, run_id: Uuid, host: &str, pid: u32) -> Result<(), StoreError>;
+
+    /// Asks the engine holding the run to cancel it; returns false if the run is over.
+    async fn request_cancel(&self, run_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Whether a cancel was requested.
+    async fn cancel_requested(&self, run_id: Uuid) -> Result<bool, StoreError>;
+}
