@@ -99,8 +99,16 @@ pub struct WorkflowFile {
 }
 
 /// The `tasks` mapping, in file order, keeping duplicate keys so they can be reported.
+///
+/// Each task is converted to the model as soon as it is read, so a large file never holds all
+/// of its raw, position-heavy [`TaskFile`]s at once.
 #[derive(Debug, Default)]
-pub struct TaskMap(pub Vec<(Spanned<String>, TaskFile)>);
+pub struct TaskMap {
+    /// The tasks and where their parts were.
+    pub tasks: Vec<(Task, TaskSource)>,
+    /// Problems found while converting them (fields of another task type).
+    pub diagnostics: Vec<Diagnostic>,
+}
 
 impl<'de> Deserialize<'de> for TaskMap {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -111,12 +119,13 @@ impl<'de> Deserialize<'de> for TaskMap {
                 f.write_str("a mapping from task id to task")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TaskMap, A::Error> {
-                let mut out = Vec::new();
+                let mut out = TaskMap::default();
                 while let Some(key) = map.next_key::<Spanned<String>>()? {
                     let task = map.next_value::<TaskFile>()?;
-                    out.push((key, task));
+                    out.tasks
+                        .push(convert_task(key, task, &mut out.diagnostics));
                 }
-                Ok(TaskMap(out))
+                Ok(out)
             }
             fn visit_unit<E: de::Error>(self) -> Result<TaskMap, E> {
                 Ok(TaskMap::default())
@@ -518,7 +527,7 @@ fn convert(file: WorkflowFile) -> ParsedWorkflow {
         timeout: file.timeout.as_ref().and_then(loc),
         retry: file.retry.as_ref().and_then(loc),
         tasks_block: loc(&file.tasks),
-        tasks: Vec::with_capacity(file.tasks.value.0.len()),
+        tasks: Vec::with_capacity(file.tasks.value.tasks.len()),
     };
 
     let mut retry = RetryPolicy::default();
@@ -541,9 +550,10 @@ fn convert(file: WorkflowFile) -> ParsedWorkflow {
         None => WorkflowId::new(id::slugify(&name)),
     };
 
-    let mut tasks = Vec::with_capacity(file.tasks.value.0.len());
-    for (key, t) in file.tasks.value.0 {
-        let (task, source) = convert_task(key, t, &mut diags);
+    let task_map = file.tasks.value;
+    diags.extend(task_map.diagnostics);
+    let mut tasks = Vec::with_capacity(task_map.tasks.len());
+    for (task, source) in task_map.tasks {
         tasks.push(task);
         map.tasks.push(source);
     }

@@ -72,6 +72,69 @@ pub struct Plan {
     priorities: Vec<u8>,
 }
 
+/// The first 8 bytes of an id, big-endian, zero-padded: comparing these compares the ids'
+/// prefixes lexicographically without following a pointer (ids never contain NUL).
+fn id_prefix(id: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = id.len().min(8);
+    b[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Kahn's algorithm that always takes the available task with the largest
+/// (priority, remaining path), then the smallest id.
+///
+/// When every prerequisite has a strictly larger (priority, remaining) than each of its
+/// dependents — always the case when priorities are equal and estimates positive — the task
+/// with the largest key overall is always available, so the order is simply all tasks sorted
+/// by key: one O(E) check and a sort replace the heap. Otherwise the heap runs.
+fn best_first_order(
+    index: &DagIndex,
+    priorities: &[u8],
+    remaining: &[u64],
+    ids: &[&str],
+) -> Vec<u32> {
+    let n = ids.len();
+    // (priority, remaining, Reverse(id prefix), Reverse(id), index): larger pops first.
+    type Key<'a> = (u8, u64, Reverse<u64>, Reverse<&'a str>, u32);
+    let key = |i: usize| -> Key<'_> {
+        (
+            priorities[i],
+            remaining[i],
+            Reverse(id_prefix(ids[i])),
+            Reverse(ids[i]),
+            i as u32,
+        )
+    };
+    let sortable = (0..n).all(|d| {
+        index.prerequisites(d).iter().all(|&p| {
+            (priorities[p as usize], remaining[p as usize]) > (priorities[d], remaining[d])
+        })
+    });
+    if sortable {
+        let mut keys: Vec<Key<'_>> = (0..n).map(key).collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        return keys.into_iter().map(|k| k.4).collect();
+    }
+    let mut left: Vec<u32> = (0..n)
+        .map(|i| index.prerequisites(i).len() as u32)
+        .collect();
+    let mut heap: BinaryHeap<Key<'_>> = (0..n).filter(|&i| left[i] == 0).map(key).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(k) = heap.pop() {
+        let v = k.4;
+        order.push(v);
+        for &d in index.dependents(v as usize) {
+            let l = &mut left[d as usize];
+            *l -= 1;
+            if *l == 0 {
+                heap.push(key(d as usize));
+            }
+        }
+    }
+    order
+}
+
 /// The key by which ready tasks are ordered; larger runs first.
 pub type ReadyKey = (u8, u64, Reverse<u32>);
 
@@ -109,32 +172,9 @@ impl Plan {
         }
         drop(fifo);
 
-        // Kahn again, now picking the best available task each time.
-        let mut left: Vec<u32> = (0..n)
-            .map(|i| index.prerequisites(i).len() as u32)
-            .collect();
-        let mut heap: BinaryHeap<(u8, u64, Reverse<&str>, u32)> = BinaryHeap::new();
-        let key = |i: usize| {
-            (
-                priorities[i],
-                remaining[i],
-                Reverse(workflow.tasks[i].id.as_str()),
-                i as u32,
-            )
-        };
-        heap.extend((0..n).filter(|&i| left[i] == 0).map(key));
-        let mut order = Vec::with_capacity(n);
-        while let Some((_, _, _, v)) = heap.pop() {
-            order.push(v);
-            for &d in index.dependents(v as usize) {
-                let l = &mut left[d as usize];
-                *l -= 1;
-                if *l == 0 {
-                    heap.push(key(d as usize));
-                }
-            }
-        }
-        drop(left);
+        // The execution order: among available tasks, the best key first.
+        let ids: Vec<&str> = workflow.tasks.iter().map(|t| t.id.as_str()).collect();
+        let order = best_first_order(index, &priorities, &remaining, &ids);
 
         // Forward pass: levels and earliest starts.
         let mut tasks = vec![

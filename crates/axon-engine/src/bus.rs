@@ -136,7 +136,17 @@ impl EventBus {
 
     /// Sends `event` to every live subscriber (dropping those that went away).
     pub fn publish(&self, event: &Event) {
-        self.lock().retain(|s| s.send(event.clone()).is_ok());
+        self.publish_all(std::slice::from_ref(event));
+    }
+
+    /// Sends `events`, in order, to every live subscriber, taking the subscriber list once
+    /// per batch (the dispatcher publishes each committed batch this way).
+    pub fn publish_all(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        self.lock()
+            .retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<UnboundedSender<Event>>> {

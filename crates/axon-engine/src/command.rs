@@ -116,6 +116,13 @@ impl Agent for CommandAgent {
     }
 }
 
+/// Kills every agent process group this process is running, at once (SIGKILL, no grace
+/// period), for a process that is about to exit without waiting for its runs to stop (a
+/// second Ctrl-C). Agents that ignore SIGTERM would otherwise outlive it.
+pub fn kill_all_agents() {
+    os::kill_all_groups();
+}
+
 /// What the output readers collect.
 #[derive(Default)]
 struct Collected {
@@ -179,6 +186,8 @@ async fn run_command(
         ));
     };
 
+    // Until the group is dead (every path below kills it before returning).
+    let _tracked = os::track_group(pgid);
     progress.started_process(pgid);
     // The agent may not read its stdin; a closed pipe is not an error.
     let stdin = child.stdin.take();

@@ -168,16 +168,7 @@ impl Engine {
         workflow: Workflow,
         opts: RunOptions,
     ) -> Result<RunHandle, EngineError> {
-        let v = validate(&workflow, None);
-        if !v.is_valid() {
-            return Err(InvalidWorkflow {
-                diagnostics: v.diagnostics,
-            }
-            .into());
-        }
-        let plan = v
-            .plan
-            .ok_or_else(|| EngineError::Internal("a valid workflow has a plan".into()))?;
+        let (index, plan) = checked(&workflow)?;
         let run_id = Uuid::now_v7();
         let records: Vec<TaskRecord> = workflow
             .tasks
@@ -191,7 +182,7 @@ impl Engine {
         let run_loop = RunLoop::new(RunContext {
             run_id,
             workflow: Arc::clone(&workflow),
-            index: v.index,
+            index,
             plan,
             pool: self.pool.clone(),
             bus: self.bus.clone(),
@@ -300,16 +291,7 @@ impl Engine {
             Some(w) => w,
             None => read_stored_workflow(&run)?,
         };
-        let v = validate(&workflow, None);
-        if !v.is_valid() {
-            return Err(InvalidWorkflow {
-                diagnostics: v.diagnostics,
-            }
-            .into());
-        }
-        let plan = v
-            .plan
-            .ok_or_else(|| EngineError::Internal("a valid workflow has a plan".into()))?;
+        let (index, plan) = checked(&workflow)?;
         let stored = store.tasks(run_id).await?;
         // Agents the dead engine left running on this host would race their next attempt.
         if current.as_ref().is_none_or(|l| l.host == self.holder.host) {
@@ -321,15 +303,15 @@ impl Engine {
                 }
             }
         }
+        let mut stored: std::collections::HashMap<String, TaskRecord> =
+            stored.into_iter().map(|r| (r.task_id.clone(), r)).collect();
         let records: Vec<TaskRecord> = workflow
             .tasks
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 stored
-                    .iter()
-                    .find(|r| r.task_id == t.id.as_str())
-                    .cloned()
+                    .remove(t.id.as_str())
                     .unwrap_or_else(|| TaskRecord::pending(t.id.as_str(), i as u32, t.name.clone()))
             })
             .collect();
@@ -337,7 +319,7 @@ impl Engine {
         let run_loop = RunLoop::new(RunContext {
             run_id,
             workflow: Arc::new(workflow),
-            index: v.index,
+            index,
             plan,
             pool: self.pool.clone(),
             bus: self.bus.clone(),
@@ -355,6 +337,18 @@ impl Engine {
             cancel,
             join: tokio::spawn(run_loop.run()),
         })
+    }
+}
+
+/// Validates a workflow for running: its DAG index and plan, or every problem.
+fn checked(workflow: &Workflow) -> Result<(axon_core::DagIndex, axon_core::Plan), EngineError> {
+    let v = validate(workflow, None);
+    match v.plan {
+        Some(plan) if v.is_valid() => Ok((v.index, plan)),
+        _ => Err(InvalidWorkflow {
+            diagnostics: v.diagnostics,
+        }
+        .into()),
     }
 }
 

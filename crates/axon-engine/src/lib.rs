@@ -34,3 +34,10 @@ pub use report::{RunReport, RunTotals, TaskReport};
 pub fn pid_alive(pid: u32) -> bool {
     os::pid_alive(pid)
 }
+
+/// Kills the process group of agent process `pid` if it still is the agent of `task_id` in
+/// `run_id` (checked from its environment, so a reused pid is left alone). Returns whether it
+/// did. For stopping agents when the engine cannot (e.g. exiting at once on a second Ctrl-C).
+pub fn kill_agent(pid: u32, run_id: uuid::Uuid, task_id: &str) -> bool {
+    os::stop_stale_agent(pid, run_id, task_id)
+}

@@ -69,6 +69,8 @@ pub(crate) enum Msg {
     },
 }
 
+const NOT_IN_BATCH: u32 = u32::MAX;
+
 /// Why the run is stopping early.
 #[derive(Debug, Clone, PartialEq)]
 enum Stop {
@@ -118,6 +120,8 @@ pub(crate) struct RunLoop {
     waiting_retry: usize,
     stop: Option<Stop>,
     batch: Batch,
+    /// Where each task's row is in `batch.tasks` (so a batch holds one row per task).
+    batch_slot: Vec<u32>,
     events: Vec<Event>,
     started: Instant,
     totals: RunTotals,
@@ -152,8 +156,13 @@ impl RunLoop {
         let tasks: Vec<TaskState> = cx
             .records
             .iter()
-            .map(|rec| TaskState {
-                rec: rec.clone(),
+            .enumerate()
+            .map(|(i, rec)| TaskState {
+                // Rows are keyed by their place in this workflow (batch slots rely on it).
+                rec: TaskRecord {
+                    position: i as u32,
+                    ..rec.clone()
+                },
                 remaining: 0,
                 ready_since: None,
                 attempt_started: None,
@@ -175,6 +184,7 @@ impl RunLoop {
             waiting_retry: 0,
             stop: None,
             batch: Batch::default(),
+            batch_slot: vec![NOT_IN_BATCH; n],
             events: Vec::new(),
             started: Instant::now(),
             totals: RunTotals::default(),
@@ -218,15 +228,12 @@ impl RunLoop {
     fn touch(&mut self, i: usize) {
         let rec = self.tasks[i].rec.clone();
         // One row per task per batch: the last state wins.
-        if let Some(slot) = self
-            .batch
-            .tasks
-            .iter_mut()
-            .find(|t| t.task_id == rec.task_id)
-        {
-            *slot = rec;
-        } else {
-            self.batch.tasks.push(rec);
+        match self.batch_slot[i] {
+            NOT_IN_BATCH => {
+                self.batch_slot[i] = self.batch.tasks.len() as u32;
+                self.batch.tasks.push(rec);
+            }
+            slot => self.batch.tasks[slot as usize] = rec,
         }
     }
 
@@ -236,6 +243,7 @@ impl RunLoop {
             // The run belongs to another engine now: this one's attempts stopping is not the
             // run's state, and writing it would overwrite the new holder's.
             self.batch = Batch::default();
+            self.batch_slot.fill(NOT_IN_BATCH);
             self.events.clear();
             return Ok(());
         }
@@ -243,6 +251,12 @@ impl RunLoop {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        for t in &batch.tasks {
+            // Rows carry their task's position; clear the slots they used.
+            if let Some(slot) = self.batch_slot.get_mut(t.position as usize) {
+                *slot = NOT_IN_BATCH;
+            }
+        }
         if let Some(store) = &self.cx.store {
             let mut delay = Duration::from_millis(20);
             let mut tries = 0;
@@ -259,9 +273,7 @@ impl RunLoop {
                 }
             }
         }
-        for e in std::mem::take(&mut self.events) {
-            self.cx.bus.publish(&e);
-        }
+        self.cx.bus.publish_all(&std::mem::take(&mut self.events));
         Ok(())
     }
 

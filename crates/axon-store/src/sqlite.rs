@@ -50,11 +50,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migration(Box::new(e)))?;
-        Ok(Self { pool })
+        Self::migrated(pool).await
     }
 
     /// Opens a private in-memory database (for tests and embedding without a file).
@@ -69,6 +65,10 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
         MIGRATOR
             .run(&pool)
             .await

@@ -109,7 +109,7 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
         if let Some(addr) = metrics_addr {
             serve_metrics(addr)?;
         }
-        let engine = Engine::new(pool).with_store(store);
+        let engine = Engine::new(pool).with_store(Arc::clone(&store) as Arc<dyn Store>);
         let events = engine.bus().subscribe();
         let total = parsed.workflow.tasks.len();
         let handle = match engine
@@ -126,7 +126,7 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
             Err(e) => return Ok(engine_failure(&e)),
         };
         eprintln!("run {} started; state in {}", handle.run_id, db.display());
-        finish(handle, events, total, json).await
+        finish(handle, events, total, json, store).await
     })
 }
 
@@ -199,14 +199,14 @@ pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
                 return Ok(Status::Invalid);
             }
         };
-        let engine = Engine::new(pool).with_store(store);
+        let engine = Engine::new(pool).with_store(Arc::clone(&store) as Arc<dyn Store>);
         let events = engine.bus().subscribe();
         let total = axon_engine::engine::read_stored_workflow(&run).map_or(0, |w| w.tasks.len());
         let handle = match engine.resume(run_id, None, None).await {
             Ok(h) => h,
             Err(e) => return Ok(engine_failure(&e)),
         };
-        finish(handle, events, total, json).await
+        finish(handle, events, total, json, store).await
     })
 }
 
@@ -216,14 +216,25 @@ async fn finish(
     events: tokio::sync::mpsc::UnboundedReceiver<axon_engine::bus::Event>,
     total: usize,
     json: bool,
+    store: Arc<dyn Store>,
 ) -> anyhow::Result<Status> {
     let display = tokio::spawn(crate::progress::show(events, total));
     let cancel = handle.cancellation();
+    let run_id = handle.run_id;
     let signals = tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut interrupts = 0;
         loop {
-            if tokio::signal::ctrl_c().await.is_err() {
-                return;
+            let term = async {
+                match terminate.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = term => {}
             }
             interrupts += 1;
             if interrupts == 1 {
@@ -232,8 +243,22 @@ async fn finish(
                 );
                 cancel.cancel();
             } else {
+                // Stop the agents ourselves (the engine will not get to), then leave. First
+                // every group this process spawned (known in memory the moment it starts, so
+                // none is missed); then those the store knows of.
+                axon_engine::command::kill_all_agents();
+                let mut killed = 0;
+                if let Ok(tasks) = store.tasks(run_id).await {
+                    for t in tasks {
+                        if let Some(pid) = t.agent_pid
+                            && axon_engine::kill_agent(pid, run_id, &t.task_id)
+                        {
+                            killed += 1;
+                        }
+                    }
+                }
                 eprintln!(
-                    "exiting now; `axon resume` or `axon cancel` can finish the run's bookkeeping"
+                    "exiting now ({killed} agent process groups killed); `axon cancel {run_id}` or `axon resume {run_id}` settles the run"
                 );
                 std::process::exit(130);
             }

@@ -37,6 +37,41 @@ pub fn kill_group(pgid: u32) {
     signal_group(pgid, Signal::SIGKILL);
 }
 
+/// The process groups of the agents this process is running, for [`kill_all_groups`].
+static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Keeps an agent's group in the live set until dropped (drop it once the group is dead).
+pub struct TrackedGroup(u32);
+
+/// Records `pgid` as a live agent group.
+pub fn track_group(pgid: u32) -> TrackedGroup {
+    LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(pgid);
+    TrackedGroup(pgid)
+}
+
+impl Drop for TrackedGroup {
+    fn drop(&mut self) {
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
+/// SIGKILLs every live agent group at once (for a process about to exit without waiting).
+pub fn kill_all_groups() {
+    let groups = LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for &pgid in groups.iter() {
+        signal_group(pgid, Signal::SIGKILL);
+    }
+}
+
 /// Kills the process group `pid` if that process is still the agent of `task_id` in `run_id`
 /// (its environment says so, which guards against a reused pid). Returns whether it did.
 pub fn stop_stale_agent(pid: u32, run_id: uuid::Uuid, task_id: &str) -> bool {
