@@ -55,6 +55,17 @@ pub fn parse_run_id(text: &str) -> anyhow::Result<Uuid> {
     })
 }
 
+/// A run id argument; on a malformed one, says so and returns `None` (a usage error).
+pub fn run_id_arg(text: &str) -> Option<Uuid> {
+    match parse_run_id(text) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            eprintln!("axon: error: {e}");
+            None
+        }
+    }
+}
+
 /// An error and its causes on one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

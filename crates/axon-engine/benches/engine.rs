@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axon_core::Workflow;
 use axon_core::validate;
-use axon_engine::{Engine, RunOptions};
+use axon_engine::{Engine, RunOptions, RunReport};
 use common::Dag;
 use criterion::{Criterion, SamplingMode};
 
@@ -47,14 +47,36 @@ const DISPATCH_FUNCTIONS: &[&str] = &["engine", "validate", "floor", "dagrs"];
 const W4_GROUP: &str = "w4_sleep_200";
 const W4_FUNCTIONS: &[&str] = &["engine", "floor", "back_to_back", "level_barrier", "dagrs"];
 
-/// Runs `workflow` on `engine` once and checks that every task succeeded.
-async fn run_engine(engine: &Engine, workflow: Workflow, n: usize) {
+/// Runs `workflow` on `engine` once and checks that every task succeeded. The report is
+/// returned so that the caller drops it after its clock stops.
+async fn run_engine(engine: &Engine, workflow: Workflow, n: usize) -> RunReport {
     let report = engine
         .run(workflow, RunOptions::default())
         .await
         .expect("the run ends");
     assert_eq!(report.status.as_str(), "succeeded");
     assert_eq!(report.totals.succeeded as usize, n);
+    report
+}
+
+/// Times `iters` runs of `workflow` (cloned before each clock starts; reports dropped after
+/// it stops).
+fn time_engine(
+    rt: &tokio::runtime::Runtime,
+    engine: &Engine,
+    workflow: &Workflow,
+    iters: u64,
+) -> Duration {
+    let n = workflow.tasks.len();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let wf = workflow.clone();
+        let start = Instant::now();
+        let report = rt.block_on(run_engine(engine, wf, n));
+        total += start.elapsed();
+        drop(report);
+    }
+    total
 }
 
 fn dispatch_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
@@ -73,16 +95,7 @@ fn dispatch_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(3));
         g.bench_function("engine", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let wf = workflow.clone();
-                    let start = Instant::now();
-                    rt.block_on(run_engine(&engine, wf, n));
-                    total += start.elapsed();
-                }
-                total
-            });
+            b.iter_custom(|iters| time_engine(rt, &engine, &workflow, iters));
         });
         g.bench_function("validate", |b| {
             b.iter(|| validate(std::hint::black_box(&workflow), None));
@@ -130,16 +143,7 @@ fn w4_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     g.bench_function("engine", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let wf = workflow.clone();
-                let start = Instant::now();
-                rt.block_on(run_engine(&engine, wf, W4_N));
-                total += start.elapsed();
-            }
-            total
-        });
+        b.iter_custom(|iters| time_engine(rt, &engine, &workflow, iters));
     });
     g.bench_function("floor", |b| {
         b.iter_custom(|iters| {

@@ -211,21 +211,27 @@ impl RunLoop {
             agent,
             kind,
         };
-        self.batch.events.push(EventRecord {
-            seq: 0,
-            run_id: event.run_id,
-            task_id: event.task_id.clone(),
-            kind: event.kind.name().to_owned(),
-            attempt: event.attempt,
-            agent: event.agent.clone(),
-            at_ms: event.at_ms,
-            data: serde_json::to_value(&event.kind).unwrap_or(serde_json::Value::Null),
-        });
+        // The durable copy (JSON data and all) is only built for a store to write.
+        if self.cx.store.is_some() {
+            self.batch.events.push(EventRecord {
+                seq: 0,
+                run_id: event.run_id,
+                task_id: event.task_id.clone(),
+                kind: event.kind.name().to_owned(),
+                attempt: event.attempt,
+                agent: event.agent.clone(),
+                at_ms: event.at_ms,
+                data: serde_json::to_value(&event.kind).unwrap_or(serde_json::Value::Null),
+            });
+        }
         self.events.push(event);
     }
 
     /// Queues the task's current state for the next commit.
     fn touch(&mut self, i: usize) {
+        if self.cx.store.is_none() {
+            return; // nothing to write it to
+        }
         let rec = self.tasks[i].rec.clone();
         // One row per task per batch: the last state wins.
         match self.batch_slot[i] {
@@ -247,7 +253,8 @@ impl RunLoop {
             self.events.clear();
             return Ok(());
         }
-        if self.batch.is_empty() {
+        // Without a store, events are queued but the batch stays empty.
+        if self.batch.is_empty() && self.events.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);

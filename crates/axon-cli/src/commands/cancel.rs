@@ -10,7 +10,7 @@ use axon_store::{Batch, EventRecord, Store};
 use crate::Status;
 use crate::cli::CancelArgs;
 use crate::commands::run::runtime;
-use crate::state::{chain, db_path, open_existing, parse_run_id};
+use crate::state::{chain, db_path, open_existing, run_id_arg};
 use crate::summary::now_ms;
 
 /// How long `axon cancel` waits for the engine to stop the run.
@@ -18,12 +18,8 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// `axon cancel`.
 pub fn cancel(args: &CancelArgs, db: Option<&Path>) -> anyhow::Result<Status> {
-    let run_id = match parse_run_id(&args.run) {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("axon: error: {e}");
-            return Ok(Status::Usage);
-        }
+    let Some(run_id) = run_id_arg(&args.run) else {
+        return Ok(Status::Usage);
     };
     let db = db_path(db, &std::env::current_dir()?);
     runtime()?.block_on(async {

@@ -15,7 +15,7 @@ use crate::Status;
 use crate::cli::{ResumeArgs, RunArgs};
 use crate::input::{check_workflow, load_agents, read_source};
 use crate::output::{plural, print_report, print_stdout};
-use crate::state::{chain, db_path, open, parse_run_id};
+use crate::state::{chain, db_path, open, run_id_arg};
 use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
 
 /// Builds the runtime the engine runs on (the dispatcher runs on its workers).
@@ -132,12 +132,8 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
 
 /// `axon resume`.
 pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
-    let run_id = match parse_run_id(&args.run) {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("axon: error: {e}");
-            return Ok(Status::Usage);
-        }
+    let Some(run_id) = run_id_arg(&args.run) else {
+        return Ok(Status::Usage);
     };
     let db = db_path(db, &std::env::current_dir()?);
     let agents_arg = args.agents.clone();

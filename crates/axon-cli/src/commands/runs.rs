@@ -14,7 +14,7 @@ use crate::Status;
 use crate::cli::{RunsArgs, StatusArgs};
 use crate::commands::run::{counts_text, runtime};
 use crate::output::print_stdout;
-use crate::state::{chain, db_path, open_existing, parse_run_id};
+use crate::state::{chain, db_path, open_existing, run_id_arg};
 use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
 
 #[derive(Serialize)]
@@ -82,12 +82,8 @@ pub fn runs(args: &RunsArgs, db: Option<&Path>) -> anyhow::Result<Status> {
 
 /// `axon status RUN`.
 pub fn status(args: &StatusArgs, db: Option<&Path>) -> anyhow::Result<Status> {
-    let run_id = match parse_run_id(&args.run) {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("axon: error: {e}");
-            return Ok(Status::Usage);
-        }
+    let Some(run_id) = run_id_arg(&args.run) else {
+        return Ok(Status::Usage);
     };
     let db = db_path(db, &std::env::current_dir()?);
     runtime()?.block_on(async {

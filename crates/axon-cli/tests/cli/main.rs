@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod help;
+mod metrics;
 mod plan;
 mod resume;
 mod robustness;
