@@ -131,8 +131,7 @@ pub fn human(view: &RunView) -> String {
         "task", "status", "attempts", "agent", "time"
     );
     for t in &view.tasks {
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:<idw$}  {:<9}  {:>8}  {:<agw$}  {:>8}  {}",
             t.id,
             t.status.as_str(),
@@ -141,6 +140,7 @@ pub fn human(view: &RunView) -> String {
             t.duration_secs.map_or_else(|| "-".to_owned(), secs_text),
             t.error.as_deref().unwrap_or("")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     for t in view.tasks.iter().filter(|t| !t.log_tail.is_empty()) {
         let _ = writeln!(out, "\nlast lines of {}'s log:", t.id);
