@@ -111,6 +111,8 @@ pub(crate) struct RunLoop {
     cx: RunContext,
     tasks: Vec<TaskState>,
     classes: Vec<Vec<u32>>,
+    /// Each task, shared with its attempts' requests (no copy per attempt).
+    shared_tasks: Vec<Arc<axon_core::Task>>,
     class_of: Vec<u32>,
     ready: Vec<BinaryHeap<(ReadyKey, u32)>>,
     tx: UnboundedSender<Msg>,
@@ -171,10 +173,12 @@ impl RunLoop {
             .collect();
         let (tx, rx) = unbounded_channel();
         let ready = vec![BinaryHeap::new(); classes.len()];
+        let shared_tasks = cx.workflow.tasks.iter().cloned().map(Arc::new).collect();
         Ok(Self {
             cx,
             tasks,
             classes,
+            shared_tasks,
             class_of,
             ready,
             tx,
@@ -464,7 +468,7 @@ impl RunLoop {
         );
         self.emit(Some(i), Some(attempt), Some(agent), EventKind::TaskStarted);
         AttemptRequest {
-            task: Arc::new(task.clone()),
+            task: Arc::clone(&self.shared_tasks[i]),
             workflow: WorkflowRef {
                 id: wf.id.to_string(),
                 name: wf.name.clone(),
