@@ -2,7 +2,8 @@
 //!
 //! `max_attempts` counts every attempt, the first included. Only failures whose
 //! [`ErrorType`] is listed in `on` are retried. The delay before retry *n* (n ≥ 1) is
-//! `initial_delay × multiplier^(n-1)`, capped at `max_delay`; the engine applies jitter.
+//! `initial_delay × multiplier^(n-1)`, capped at `max_delay` (with optional jitter); the
+//! engine computes it with the `backon` crate.
 
 use std::time::Duration;
 
@@ -66,14 +67,6 @@ impl RetryPolicy {
     /// Whether a failure of class `kind` on attempt `attempt` (1-based) gets another attempt.
     pub fn should_retry(&self, kind: ErrorType, attempt: u32) -> bool {
         attempt < self.max_attempts && self.on.contains(&kind)
-    }
-
-    /// The delay before retry number `retry` (1 for the first retry), before jitter.
-    pub fn delay_before_retry(&self, retry: u32) -> Duration {
-        let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-        let secs = self.initial_delay.as_secs_f64() * self.multiplier.powi(exponent);
-        let capped = secs.min(self.max_delay.as_secs_f64());
-        Duration::try_from_secs_f64(capped).unwrap_or(self.max_delay)
     }
 
     /// Problems with the policy's values, as lowercase sentences (empty when valid).
@@ -159,16 +152,6 @@ mod tests {
         assert_eq!(p.on, vec![ErrorType::MergeConflict]);
         assert_eq!(p.initial_delay, base.initial_delay);
         assert_eq!(p.multiplier, base.multiplier);
-    }
-
-    #[test]
-    fn delays_grow_and_are_capped() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.delay_before_retry(1), Duration::from_secs(1));
-        assert_eq!(p.delay_before_retry(2), Duration::from_secs(2));
-        assert_eq!(p.delay_before_retry(3), Duration::from_secs(4));
-        assert_eq!(p.delay_before_retry(10), Duration::from_secs(60));
-        assert_eq!(p.delay_before_retry(u32::MAX), Duration::from_secs(60));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - `run` (private): the dispatcher, the single owner of a run's state; eager dispatch,
 //!   retries with backoff, timeouts, cancellation, failure policies, group commit.
 //! - [`engine`]: start, resume and cancel runs; [`lease`]: who holds a run.
+//! - [`retry`]: retry delays (backon's exponential backoff over the task's policy).
 //!
 //! Data flows one way: a validated [`axon_core::Workflow`] and its plan go in; transitions
 //! are committed to the [`axon_store::Store`] and then acted on and published on the
@@ -23,6 +24,7 @@ pub mod lease;
 mod os;
 pub mod pool;
 pub mod report;
+pub mod retry;
 mod run;
 pub mod time;
 

@@ -663,12 +663,10 @@ impl RunLoop {
                 self.tasks[i].rec.error = Some(message.clone());
                 self.tasks[i].rec.error_kind = Some(kind);
                 if self.stop.is_none() && policy.should_retry(kind, attempt) {
-                    let delay = jittered(
-                        policy.delay_before_retry(attempt),
-                        policy.jitter,
-                        self.cx.run_id,
-                        i,
+                    let delay = crate::retry::delay_before_retry(
+                        &policy,
                         attempt,
+                        crate::retry::jitter_seed(self.cx.run_id, i, attempt),
                     );
                     self.tasks[i].rec.status = TaskStatus::Retrying;
                     self.touch(i);
@@ -920,24 +918,6 @@ impl RunLoop {
     }
 }
 
-/// Spreads retries of many tasks apart: with jitter, the delay is scaled by a factor in
-/// 0.5..1.0 derived from the run, task and attempt (stable for one attempt, different across
-/// tasks).
-fn jittered(delay: Duration, jitter: bool, run: Uuid, task: usize, attempt: u32) -> Duration {
-    if !jitter {
-        return delay;
-    }
-    let mut x = run.as_u128() as u64
-        ^ (task as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(attempt);
-    // splitmix64 finaliser
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    let factor = 0.5 + (x >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
-    delay.mul_f64(factor)
-}
-
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -951,19 +931,6 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_between_half_and_full_delay() {
-        let d = Duration::from_secs(10);
-        assert_eq!(jittered(d, false, Uuid::nil(), 1, 1), d);
-        let mut seen = std::collections::HashSet::new();
-        for task in 0..100 {
-            let j = jittered(d, true, Uuid::now_v7(), task, 1);
-            assert!(j >= d / 2 && j <= d, "{j:?}");
-            seen.insert(j);
-        }
-        assert!(seen.len() > 50, "jitter should spread delays");
-    }
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_panicking_before_its_future_exists_fails_the_task() {
