@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// A workflow is a DAG of typed tasks (development, review, testing, documentation,
 /// refactoring, custom) written in YAML or JSON. Axon validates it, plans it (order,
-/// parallel levels, critical path) and checks that your agents can run it.
+/// parallel levels, critical path), and runs it on your agents: each task as soon as its
+/// prerequisites succeeded and a capable agent is free, with retries, timeouts, and durable
+/// state that `axon resume` continues after a crash.
 #[derive(Debug, Parser)]
 #[command(
     name = "axon",
