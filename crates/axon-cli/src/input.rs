@@ -87,6 +87,8 @@ pub struct CheckedWorkflow {
     pub report: FileReport,
     /// The workflow and the validation, when the file could be read at all.
     pub checked: Option<(ParsedWorkflow, Validation)>,
+    /// The text as read (once: standard input cannot be read twice), when it parsed.
+    pub text: Option<(String, Format)>,
 }
 
 /// Reads and validates a workflow file; with `agents`, also checks feasibility.
@@ -97,6 +99,7 @@ pub fn check_workflow(path: &Path, agents: Option<&[AgentSpec]>) -> CheckedWorkf
             return CheckedWorkflow {
                 report,
                 checked: None,
+                text: None,
             };
         }
     };
@@ -113,6 +116,7 @@ pub fn check_workflow(path: &Path, agents: Option<&[AgentSpec]>) -> CheckedWorkf
                     diagnostics: vec![d],
                 },
                 checked: None,
+                text: None,
             };
         }
     };
@@ -133,14 +137,23 @@ pub fn check_workflow(path: &Path, agents: Option<&[AgentSpec]>) -> CheckedWorkf
             diagnostics,
         },
         checked: Some((parsed, validation)),
+        text: Some((source.text, source.format)),
     }
 }
 
 /// Reads an agents file: the agents (when it could be read) and its problems.
 pub fn load_agents(path: &Path) -> (Option<Vec<AgentSpec>>, FileReport) {
+    let (agents, report, _) = load_agents_with_text(path);
+    (agents, report)
+}
+
+/// As [`load_agents`], also returning the text as read, when it parsed.
+pub fn load_agents_with_text(
+    path: &Path,
+) -> (Option<Vec<AgentSpec>>, FileReport, Option<(String, Format)>) {
     let source = match read_source(path) {
         Ok(s) => s,
-        Err(report) => return (None, report),
+        Err(report) => return (None, report, None),
     };
     match parse_agents(&source.text, source.format) {
         Ok(p) => (
@@ -149,6 +162,7 @@ pub fn load_agents(path: &Path) -> (Option<Vec<AgentSpec>>, FileReport) {
                 name: source.name,
                 diagnostics: p.diagnostics,
             },
+            Some((source.text, source.format)),
         ),
         Err(d) => (
             None,
@@ -156,6 +170,7 @@ pub fn load_agents(path: &Path) -> (Option<Vec<AgentSpec>>, FileReport) {
                 name: source.name,
                 diagnostics: vec![d],
             },
+            None,
         ),
     }
 }

@@ -13,7 +13,7 @@ use axon_store::Store;
 
 use crate::Status;
 use crate::cli::{ResumeArgs, RunArgs};
-use crate::input::{check_workflow, load_agents, read_source};
+use crate::input::{check_workflow, load_agents, load_agents_with_text};
 use crate::output::{plural, print_report, print_stdout};
 use crate::state::{chain, db_path, open, run_id_arg};
 use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
@@ -66,9 +66,11 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
         }
     };
 
-    let (agents, report) = load_agents(&agents_path);
+    let (agents, report, agents_text) = load_agents_with_text(&agents_path);
     print_report(&report);
-    let Some(agents) = agents.filter(|_| !report.has_errors()) else {
+    let (Some(agents), Some((agents_text, agents_format))) =
+        (agents.filter(|_| !report.has_errors()), agents_text)
+    else {
         return Ok(Status::Invalid);
     };
     let checked = check_workflow(&args.file, Some(&agents));
@@ -76,7 +78,9 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
     if checked.report.has_errors() {
         return Ok(Status::Invalid);
     }
-    let Some((parsed, _)) = checked.checked else {
+    let (Some((parsed, _)), Some((workflow_text, workflow_format))) =
+        (checked.checked, checked.text)
+    else {
         return Ok(Status::Invalid);
     };
     let agents_dir = absolute_parent(&agents_path);
@@ -89,16 +93,12 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
             return Ok(Status::Invalid);
         }
     };
-    // The texts as read, so `resume` runs exactly this.
-    let workflow_source = read_source(&args.file)
-        .map_err(|r| anyhow::anyhow!("{}: the file changed while it was read", r.name))?;
-    let agents_source = read_source(&agents_path)
-        .map_err(|r| anyhow::anyhow!("{}: the file changed while it was read", r.name))?;
+    // The texts exactly as validated (read once), so `resume` runs exactly this.
     let source = RunSource {
-        workflow: workflow_source.text,
-        workflow_format: workflow_source.format,
-        agents: Some(agents_source.text),
-        agents_format: Some(agents_source.format),
+        workflow: workflow_text,
+        workflow_format,
+        agents: Some(agents_text),
+        agents_format: Some(agents_format),
         agents_dir: Some(agents_dir),
     };
     let db = db_path(db, &workspace);

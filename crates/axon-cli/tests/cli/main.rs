@@ -14,6 +14,7 @@ mod resume;
 mod robustness;
 mod run;
 mod schema;
+mod stdin;
 mod validate;
 
 use std::path::{Path, PathBuf};
