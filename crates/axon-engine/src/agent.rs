@@ -25,8 +25,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub struct AttemptRequest {
     /// The task.
     pub task: Arc<Task>,
-    /// The workflow it belongs to.
-    pub workflow: WorkflowRef,
+    /// The workflow it belongs to (shared by every attempt of the run).
+    pub workflow: Arc<WorkflowRef>,
     /// The run.
     pub run_id: Uuid,
     /// 1 for the first attempt.

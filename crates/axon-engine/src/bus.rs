@@ -5,6 +5,7 @@
 //! was published after it subscribed — subscribe before submitting a run and you see all of
 //! it. Events are published only after they were committed to the store.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axon_core::model::{ErrorType, RunStatus};
@@ -119,6 +120,8 @@ impl EventKind {
 #[derive(Clone, Default)]
 pub struct EventBus {
     subscribers: Arc<Mutex<Vec<UnboundedSender<Event>>>>,
+    /// How many subscribers the list held when it last changed (read without the lock).
+    count: Arc<AtomicUsize>,
 }
 
 impl EventBus {
@@ -130,8 +133,16 @@ impl EventBus {
     /// A queue of every event published from now on.
     pub fn subscribe(&self) -> UnboundedReceiver<Event> {
         let (tx, rx) = unbounded_channel();
-        self.lock().push(tx);
+        let mut subscribers = self.lock();
+        subscribers.push(tx);
+        self.count.store(subscribers.len(), Ordering::Release);
         rx
+    }
+
+    /// Whether anyone has subscribed (and not gone away as far as the bus has noticed).
+    /// Publishers may skip building events nobody will read.
+    pub fn has_subscribers(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
     }
 
     /// Sends `event` to every live subscriber (dropping those that went away).
@@ -145,8 +156,9 @@ impl EventBus {
         if events.is_empty() {
             return;
         }
-        self.lock()
-            .retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
+        let mut subscribers = self.lock();
+        subscribers.retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
+        self.count.store(subscribers.len(), Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<UnboundedSender<Event>>> {

@@ -370,10 +370,10 @@ mod tests {
         let task = TaskBuilder::custom("t", "T", "h").capability("x").build();
         AttemptRequest {
             task: Arc::new(task),
-            workflow: WorkflowRef {
+            workflow: Arc::new(WorkflowRef {
                 id: "w".into(),
                 name: "W".into(),
-            },
+            }),
             run_id: uuid::Uuid::nil(),
             attempt: 1,
             context: Vec::new(),

@@ -11,8 +11,11 @@
 //! on: agents started, dependents released, events published.
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axon_core::DagIndex;
@@ -26,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::agent::{AttemptError, AttemptOutput, AttemptRequest, Progress, WorkflowRef};
+use crate::agent::{
+    Agent, AttemptError, AttemptOutput, AttemptRequest, BoxFuture, Progress, WorkflowRef,
+};
 use crate::bus::{Event, EventBus, EventKind};
 use crate::error::EngineError;
 use crate::lease::Holder;
@@ -57,7 +62,6 @@ pub(crate) enum Msg {
         task: u32,
         attempt: u32,
         result: Result<AttemptOutput, AttemptError>,
-        duration: Duration,
     },
     RetryDue {
         task: u32,
@@ -113,6 +117,17 @@ pub(crate) struct RunLoop {
     classes: Vec<Vec<u32>>,
     /// Each task, shared with its attempts' requests (no copy per attempt).
     shared_tasks: Vec<Arc<axon_core::Task>>,
+    /// The workflow as attempts see it, shared by all of them.
+    workflow_ref: Arc<WorkflowRef>,
+    /// The cancellation token of each running attempt. Attempts' tokens are not children of
+    /// the run's: the dispatcher cancels them itself when the run stops, which keeps 10,000
+    /// attempts from queueing on one parent's lock.
+    attempt_tokens: Vec<Option<CancellationToken>>,
+    /// Tasks not in a terminal status yet (the run is done when none are left and nothing
+    /// runs or waits).
+    unfinished: usize,
+    /// Whether some ready task waits for an agent of the pool (then pool changes matter).
+    waiting_for_pool: bool,
     class_of: Vec<u32>,
     ready: Vec<BinaryHeap<(ReadyKey, u32)>>,
     tx: UnboundedSender<Msg>,
@@ -126,6 +141,11 @@ pub(crate) struct RunLoop {
     batch_slot: Vec<u32>,
     events: Vec<Event>,
     started: Instant,
+    /// The clock, read once per turn of the dispatcher's loop (every transition of a turn
+    /// shares it: reading the clock per event was a measurable share of the hot path).
+    now: Instant,
+    /// The same instant, in ms since the Unix epoch.
+    now_ms: i64,
     totals: RunTotals,
 }
 
@@ -174,11 +194,20 @@ impl RunLoop {
         let (tx, rx) = unbounded_channel();
         let ready = vec![BinaryHeap::new(); classes.len()];
         let shared_tasks = cx.workflow.tasks.iter().cloned().map(Arc::new).collect();
+        let workflow_ref = Arc::new(WorkflowRef {
+            id: cx.workflow.id.to_string(),
+            name: cx.workflow.name.clone(),
+        });
+        let unfinished = tasks.iter().filter(|t| !t.rec.status.is_terminal()).count();
         Ok(Self {
             cx,
             tasks,
             classes,
             shared_tasks,
+            workflow_ref,
+            attempt_tokens: vec![None; n],
+            unfinished,
+            waiting_for_pool: false,
             class_of,
             ready,
             tx,
@@ -191,6 +220,8 @@ impl RunLoop {
             batch_slot: vec![NOT_IN_BATCH; n],
             events: Vec::new(),
             started: Instant::now(),
+            now: Instant::now(),
+            now_ms: now_ms(),
             totals: RunTotals::default(),
         })
     }
@@ -199,20 +230,27 @@ impl RunLoop {
         self.cx.workflow.tasks[i].id.as_str()
     }
 
-    /// Queues an event for the next commit (and publication after it).
-    fn emit(
-        &mut self,
-        task: Option<usize>,
-        attempt: Option<u32>,
-        agent: Option<String>,
-        kind: EventKind,
-    ) {
+    /// Whether events are wanted: by a store to write them, or by a subscriber of the bus.
+    fn recording(&self) -> bool {
+        self.cx.store.is_some() || self.cx.bus.has_subscribers()
+    }
+
+    /// Queues an event for the next commit (and publication after it). Nothing is built
+    /// when nobody records events.
+    fn emit(&mut self, task: Option<usize>, attempt: Option<u32>, kind: EventKind) {
+        if !self.recording() {
+            return;
+        }
         let event = Event {
             run_id: self.cx.run_id,
-            at_ms: now_ms(),
+            at_ms: self.now_ms,
             task_id: task.map(|i| self.task_id(i).to_owned()),
             attempt,
-            agent,
+            // Task events name the agent of the task's latest attempt (a skipped task has none).
+            agent: match kind {
+                EventKind::TaskSkipped { .. } => None,
+                _ => task.and_then(|i| self.tasks[i].rec.agent.clone()),
+            },
             kind,
         };
         // The durable copy (JSON data and all) is only built for a store to write.
@@ -232,6 +270,12 @@ impl RunLoop {
     }
 
     /// Queues the task's current state for the next commit.
+    /// Reads the clock for this turn of the loop.
+    fn tick(&mut self) {
+        self.now = Instant::now();
+        self.now_ms = now_ms();
+    }
+
     fn touch(&mut self, i: usize) {
         if self.cx.store.is_none() {
             return; // nothing to write it to
@@ -291,7 +335,7 @@ impl RunLoop {
     fn make_ready(&mut self, i: usize) {
         let t = &mut self.tasks[i];
         t.rec.status = TaskStatus::Ready;
-        t.ready_since = Some(Instant::now());
+        t.ready_since = Some(self.now);
         let key = self.cx.plan.ready_key(i);
         self.ready[self.class_of[i] as usize].push((key, i as u32));
         self.touch(i);
@@ -302,7 +346,6 @@ impl RunLoop {
         let n = self.tasks.len();
         let wf = Arc::clone(&self.cx.workflow);
         self.emit(
-            None,
             None,
             None,
             EventKind::RunSubmitted {
@@ -357,10 +400,11 @@ impl RunLoop {
     fn skip(&mut self, i: usize, because: String) {
         let t = &mut self.tasks[i];
         t.rec.status = TaskStatus::Skipped;
-        t.rec.finished_at_ms = Some(now_ms());
+        t.rec.finished_at_ms = Some(self.now_ms);
         t.rec.error = Some(format!("skipped because `{because}` did not succeed"));
+        self.unfinished -= 1;
         self.touch(i);
-        self.emit(Some(i), None, None, EventKind::TaskSkipped { because });
+        self.emit(Some(i), None, EventKind::TaskSkipped { because });
         metrics::counter!("axon_tasks_total", "type" => self.cx.workflow.tasks[i].task_type.kind().as_str(), "outcome" => "skipped").increment(1);
     }
 
@@ -387,6 +431,7 @@ impl RunLoop {
         }
         let mut blocked = vec![false; self.classes.len()];
         let mut starts: Vec<(usize, PoolLease, AttemptRequest)> = Vec::new();
+        self.waiting_for_pool = false;
         loop {
             let best = (0..self.classes.len())
                 .filter(|&c| !blocked[c])
@@ -400,6 +445,7 @@ impl RunLoop {
             let need = self.cx.workflow.tasks[i].requirements.resources;
             let Some(lease) = self.cx.pool.try_acquire(&self.classes[c], need) else {
                 blocked[c] = true;
+                self.waiting_for_pool = true;
                 continue;
             };
             self.ready[c].pop();
@@ -418,9 +464,7 @@ impl RunLoop {
     }
 
     fn begin_attempt(&mut self, i: usize, lease: &PoolLease) -> AttemptRequest {
-        let agent = lease.spec().id.to_string();
-        let wf = Arc::clone(&self.cx.workflow);
-        let task = &wf.tasks[i];
+        let agent = lease.spec().id.as_str().to_owned();
         let upstream: BTreeMap<String, serde_json::Value> = self
             .cx
             .index
@@ -442,16 +486,16 @@ impl RunLoop {
         let wait = t
             .ready_since
             .take()
-            .map_or(0.0, |s| s.elapsed().as_secs_f64());
+            .map_or(0.0, |s| (self.now - s).as_secs_f64());
         t.rec.attempts += 1;
         let attempt = t.rec.attempts;
         t.rec.status = TaskStatus::Running;
-        t.rec.agent = Some(agent.clone());
-        t.rec.started_at_ms = Some(now_ms());
+        t.rec.agent = Some(agent);
+        t.rec.started_at_ms = Some(self.now_ms);
         t.rec.progress = Some(0.0);
         t.rec.error = None;
         t.rec.error_kind = None;
-        t.attempt_started = Some(Instant::now());
+        t.attempt_started = Some(self.now);
         self.touch(i);
         self.running += 1;
         self.totals.attempts += 1;
@@ -461,29 +505,26 @@ impl RunLoop {
         self.emit(
             Some(i),
             Some(attempt),
-            Some(agent.clone()),
             EventKind::TaskDispatched {
                 queue_wait_secs: wait,
             },
         );
-        self.emit(Some(i), Some(attempt), Some(agent), EventKind::TaskStarted);
+        self.emit(Some(i), Some(attempt), EventKind::TaskStarted);
         AttemptRequest {
             task: Arc::clone(&self.shared_tasks[i]),
-            workflow: WorkflowRef {
-                id: wf.id.to_string(),
-                name: wf.name.clone(),
-            },
+            workflow: Arc::clone(&self.workflow_ref),
             run_id: self.cx.run_id,
             attempt,
             context: Vec::new(),
             upstream,
-            idempotency_key: format!("{}/{}/{attempt}", self.cx.run_id, task.id),
+            idempotency_key: format!("{}/{}/{attempt}", self.cx.run_id, self.task_id(i)),
             session_dir: self.cx.workspace.clone(),
         }
     }
 
     fn spawn_attempt(&mut self, i: usize, mut lease: PoolLease, req: AttemptRequest) {
-        let token = self.cx.cancel.child_token();
+        let token = CancellationToken::new();
+        self.attempt_tokens[i] = Some(token.clone());
         let tx = self.tx.clone();
         let timeout = self.cx.workflow.tasks[i].timeout;
         let attempt = req.attempt;
@@ -494,47 +535,7 @@ impl RunLoop {
         };
         let agent = lease.agent();
         self.tracker.spawn(async move {
-            let started = Instant::now();
-            // The agent runs in a task of its own so that a panic is caught, not fatal —
-            // including one raised by `execute` itself while it builds its future.
-            let exec_token = token.clone();
-            let mut exec =
-                tokio::spawn(async move { agent.execute(req, progress, exec_token).await });
-            let joined =
-                |r: Result<Result<AttemptOutput, AttemptError>, tokio::task::JoinError>| match r {
-                    Ok(r) => r,
-                    Err(e) if e.is_panic() => Err(AttemptError::failed(
-                        ErrorType::AgentError,
-                        format!("agent panicked: {}", panic_message(e.into_panic())),
-                    )),
-                    Err(_) => Err(AttemptError::Cancelled),
-                };
-            let limit = async {
-                match timeout {
-                    Some(limit) => tokio::time::sleep(limit).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let result = tokio::select! {
-                r = &mut exec => joined(r),
-                () = limit => {
-                    token.cancel();
-                    if tokio::time::timeout(STOP_WAIT, &mut exec).await.is_err() {
-                        exec.abort();
-                    }
-                    Err(AttemptError::timed_out(timeout.unwrap_or_default()))
-                }
-                () = token.cancelled() => {
-                    // The agent was told to stop; it may still finish (even successfully).
-                    match tokio::time::timeout(STOP_WAIT, &mut exec).await {
-                        Ok(r) => joined(r),
-                        Err(_) => {
-                            exec.abort();
-                            Err(AttemptError::Cancelled)
-                        }
-                    }
-                }
-            };
+            let result = run_attempt(agent.as_ref(), req, progress, token, timeout).await;
             if result.is_err() {
                 lease.mark_failed();
             }
@@ -544,9 +545,15 @@ impl RunLoop {
                 task: i as u32,
                 attempt,
                 result,
-                duration: started.elapsed(),
             });
         });
+    }
+
+    /// Cancels every running attempt (each gets its agent's grace period to stop).
+    fn cancel_attempts(&mut self) {
+        for token in self.attempt_tokens.iter().flatten() {
+            token.cancel();
+        }
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -562,12 +569,10 @@ impl RunLoop {
                     return; // a late report from an attempt that is over
                 }
                 t.rec.progress = Some(value);
-                let agent = t.rec.agent.clone();
                 self.touch(i);
                 self.emit(
                     Some(i),
                     Some(attempt),
-                    agent,
                     EventKind::TaskProgress { progress: value },
                 );
             }
@@ -595,9 +600,12 @@ impl RunLoop {
                 task,
                 attempt,
                 result,
-                duration,
             } => {
                 self.running -= 1;
+                let duration = self.tasks[task as usize]
+                    .attempt_started
+                    .map_or(Duration::ZERO, |s| self.now - s);
+                self.attempt_tokens[task as usize] = None;
                 self.tasks[task as usize].rec.agent_pid = None;
                 self.finished(task as usize, attempt, result, duration);
             }
@@ -612,7 +620,6 @@ impl RunLoop {
         duration: Duration,
     ) {
         let kind_label = self.cx.workflow.tasks[i].task_type.kind().as_str();
-        let agent = self.tasks[i].rec.agent.clone();
         metrics::histogram!("axon_task_duration_seconds", "type" => kind_label)
             .record(duration.as_secs_f64());
         match result {
@@ -621,20 +628,20 @@ impl RunLoop {
                 t.rec.status = TaskStatus::Succeeded;
                 t.rec.output = out.output;
                 t.rec.progress = Some(1.0);
-                t.rec.finished_at_ms = Some(now_ms());
+                t.rec.finished_at_ms = Some(self.now_ms);
                 t.log_tail = out.log_tail;
+                self.unfinished -= 1;
                 self.touch(i);
                 self.emit(
                     Some(i),
                     Some(attempt),
-                    agent,
                     EventKind::TaskSucceeded {
                         duration_secs: duration.as_secs_f64(),
                     },
                 );
                 metrics::counter!("axon_tasks_total", "type" => kind_label, "outcome" => "succeeded").increment(1);
-                for d in self.cx.index.dependents(i).to_vec() {
-                    let d = d as usize;
+                for k in 0..self.cx.index.dependents(i).len() {
+                    let d = self.cx.index.dependents(i)[k] as usize;
                     let t = &mut self.tasks[d];
                     t.remaining = t.remaining.saturating_sub(1);
                     if t.remaining == 0 && t.rec.status == TaskStatus::Pending {
@@ -673,7 +680,6 @@ impl RunLoop {
                     self.emit(
                         Some(i),
                         Some(attempt),
-                        agent,
                         EventKind::TaskRetrying {
                             error: message,
                             error_kind: kind,
@@ -695,12 +701,12 @@ impl RunLoop {
                 } else {
                     let t = &mut self.tasks[i];
                     t.rec.status = TaskStatus::Failed;
-                    t.rec.finished_at_ms = Some(now_ms());
+                    t.rec.finished_at_ms = Some(self.now_ms);
+                    self.unfinished -= 1;
                     self.touch(i);
                     self.emit(
                         Some(i),
                         Some(attempt),
-                        agent,
                         EventKind::TaskFailed {
                             error: message,
                             error_kind: kind,
@@ -736,13 +742,13 @@ impl RunLoop {
         let t = &mut self.tasks[i];
         let attempt = (t.rec.attempts > 0).then_some(t.rec.attempts);
         t.rec.status = TaskStatus::Cancelled;
-        t.rec.finished_at_ms = Some(now_ms());
+        t.rec.finished_at_ms = Some(self.now_ms);
         if t.rec.error.is_none() || matches!(stop, Stop::WorkflowTimeout(_)) {
             t.rec.error = Some(reason.clone());
         }
-        let agent = t.rec.agent.clone();
+        self.unfinished -= 1;
         self.touch(i);
-        self.emit(Some(i), attempt, agent, EventKind::TaskCancelled { reason });
+        self.emit(Some(i), attempt, EventKind::TaskCancelled { reason });
         metrics::counter!("axon_tasks_total", "type" => self.cx.workflow.tasks[i].task_type.kind().as_str(), "outcome" => "cancelled").increment(1);
     }
 
@@ -755,6 +761,7 @@ impl RunLoop {
         tracing::info!(?stop, "stopping run");
         self.stop = Some(stop.clone());
         self.cx.cancel.cancel();
+        self.cancel_attempts();
         for heap in &mut self.ready {
             heap.clear();
         }
@@ -769,15 +776,18 @@ impl RunLoop {
     }
 
     fn is_done(&self) -> bool {
-        self.running == 0
-            && self.waiting_retry == 0
-            && self.tasks.iter().all(|t| t.rec.status.is_terminal())
+        self.running == 0 && self.waiting_retry == 0 && self.unfinished == 0
     }
 
     pub(crate) async fn run(mut self) -> Result<RunReport, EngineError> {
+        self.tick();
         self.prepare();
         self.flush().await?;
-        let deadline = tokio::time::Instant::now() + self.cx.workflow.timeout;
+        // Made once, not per turn of the loop: each would register a timer or a waiter anew.
+        let deadline = tokio::time::sleep(self.cx.workflow.timeout);
+        tokio::pin!(deadline);
+        let cancelled = self.cx.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
         let mut pool_changes = self.cx.pool.changes();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -791,13 +801,16 @@ impl RunLoop {
             // A stopping run whose attempts are all back has nothing left to wait for.
             tokio::select! {
                 biased;
-                () = self.cx.cancel.cancelled(), if self.stop.is_none() => {
+                () = &mut cancelled, if self.stop.is_none() => {
+                    self.tick();
                     self.begin_stop(Stop::Cancelled);
                 }
-                () = tokio::time::sleep_until(deadline), if self.stop.is_none() => {
+                () = &mut deadline, if self.stop.is_none() => {
+                    self.tick();
                     self.begin_stop(Stop::WorkflowTimeout(self.cx.workflow.timeout));
                 }
                 msg = self.rx.recv() => {
+                    self.tick();
                     if let Some(msg) = msg {
                         self.handle(msg);
                         while let Ok(more) = self.rx.try_recv() {
@@ -805,11 +818,13 @@ impl RunLoop {
                         }
                     }
                 }
-                changed = pool_changes.changed() => {
+                changed = pool_changes.changed(), if self.waiting_for_pool => {
+                    self.tick();
                     // The sender lives in the pool, which outlives the run.
                     let _ = changed;
                 }
                 _ = heartbeat.tick(), if self.cx.store.is_some() => {
+                    self.tick();
                     match self.heartbeat().await {
                         Ok(None) => {}
                         Ok(Some(stop)) => self.begin_stop(stop),
@@ -824,6 +839,7 @@ impl RunLoop {
         if let Err(e) = outcome {
             // The store is unusable: stop the agents; what was committed stays for resume.
             self.cx.cancel.cancel();
+            self.cancel_attempts();
             self.tracker.close();
             let _ = tokio::time::timeout(STOP_WAIT, self.tracker.wait()).await;
             return Err(e);
@@ -870,11 +886,11 @@ impl RunLoop {
             }
             None => RunStatus::Failed,
         };
-        let finished_at = now_ms();
+        self.tick();
+        let finished_at = self.now_ms;
         let duration = self.started.elapsed();
         self.batch.run_status = Some((status, Some(finished_at)));
         self.emit(
-            None,
             None,
             None,
             EventKind::RunFinished {
@@ -918,6 +934,71 @@ impl RunLoop {
     }
 }
 
+/// Runs one attempt in the calling task: the agent's future, its timeout, and its
+/// cancellation. A panic in `execute` itself (before a future exists) or in any poll of its
+/// future fails the attempt with the panic message instead of vanishing.
+///
+/// The agent's future runs in this task, not in one of its own: an agent that blocks its
+/// thread delays its own timeout (agents must not block; the command agent never does).
+async fn run_attempt(
+    agent: &dyn Agent,
+    req: AttemptRequest,
+    progress: Progress,
+    token: CancellationToken,
+    timeout: Option<Duration>,
+) -> Result<AttemptOutput, AttemptError> {
+    let exec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        agent.execute(req, progress, token.clone())
+    }));
+    let mut exec = match exec {
+        Ok(future) => CatchUnwind(future),
+        Err(payload) => return Err(panicked(payload)),
+    };
+    let limit = async {
+        match timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        result = &mut exec => result,
+        () = limit => {
+            token.cancel();
+            // Whatever it answers once told to stop, the attempt ran out of time; one that
+            // does not stop within the wait is abandoned (its future dropped).
+            let _ = tokio::time::timeout(STOP_WAIT, &mut exec).await;
+            Err(AttemptError::timed_out(timeout.unwrap_or_default()))
+        }
+        () = token.cancelled() => {
+            // The agent was told to stop; it may still finish (even successfully).
+            tokio::time::timeout(STOP_WAIT, &mut exec)
+                .await
+                .unwrap_or(Err(AttemptError::Cancelled))
+        }
+    }
+}
+
+/// An agent's future, with panics in its `poll` turned into a failed attempt.
+struct CatchUnwind(BoxFuture<Result<AttemptOutput, AttemptError>>);
+
+impl Future for CatchUnwind {
+    type Output = Result<AttemptOutput, AttemptError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)))
+            .unwrap_or_else(|payload| Poll::Ready(Err(panicked(payload))))
+    }
+}
+
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> AttemptError {
+    AttemptError::failed(
+        ErrorType::AgentError,
+        format!("agent panicked: {}", panic_message(payload)),
+    )
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -934,7 +1015,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_panicking_before_its_future_exists_fails_the_task() {
-        use crate::agent::{Agent, BoxFuture};
         use crate::pool::PoolAgent;
         use axon_core::builder::{TaskBuilder, WorkflowBuilder};
 
