@@ -21,6 +21,7 @@ Examples:
   axon run examples/feature/workflow.yaml --agents examples/feature/agents.yaml
   axon runs
   axon status RUN_ID
+  axon episodes search optimize database indexes
   axon validate examples/feature/workflow.yaml
   axon plan examples/feature/workflow.yaml --agents examples/feature/agents.yaml
   axon plan examples/refactoring.yaml --format mermaid
@@ -85,12 +86,21 @@ either fails), then runs every task whose prerequisites succeeded as soon as an 
 Each agent is a program run once per task attempt (see the agents file's `command`); it reads the
 task as JSON on stdin and may print `::axon progress 0.5` and `::axon output {...}` lines.
 
+When the workspace is a git repository, the run creates branch `axon/RUN_ID` from HEAD and each
+task attempt works in its own git worktree (under .axon/worktrees) cut from that branch's tip, so
+it sees what its prerequisites merged. A successful task's changes are checked against its
+`scope`/`read_only` paths, committed and merged into `axon/RUN_ID`; a conflict fails the task and
+keeps its worktree for inspection. Your checkout, index and branches are never touched unless
+--merge-into names a branch. Not a git repository: tasks run in the workspace directly.
+Each agent gets, as `context`, the episodes of past tasks whose names share words with its task's.
+
 State is committed to the database before anything acts on it: if this process dies, continue with
 `axon resume RUN_ID`. Ctrl-C cancels gracefully (agents get SIGTERM, then SIGKILL); a second
 Ctrl-C exits at once.
 
 Examples:
   axon run examples/feature/workflow.yaml --agents examples/feature/agents.yaml
+  axon run wf.yaml --agents agents.yaml --workspace ../repo --merge-into main
   axon run wf.yaml --agents agents.yaml --workspace ../repo --json > summary.json
   axon run wf.yaml --agents agents.yaml --metrics-addr 127.0.0.1:9464
 
@@ -139,12 +149,64 @@ Examples:
 Exit codes: 130 cancelled, 0 the run had already succeeded, 1 it had failed or does not exist.")]
     Cancel(CancelArgs),
 
+    /// Search the episodes of past tasks (what each finished task attempt did).
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  axon episodes search optimize database indexes
+  axon episodes search login --limit 3 --json"
+    )]
+    Episodes(EpisodesCommand),
+
     /// Print the JSON Schema of workflow files (or of agents files).
     #[command(after_help = "\
 Examples:
   axon schema > workflow.schema.json
   axon schema agents > agents.schema.json")]
     Schema(SchemaArgs),
+}
+
+/// The subcommands of `axon episodes`.
+#[derive(Debug, Subcommand)]
+pub enum EpisodesCommand {
+    /// Full-text search of past task episodes, best match first.
+    #[command(after_help = "\
+Every finished task attempt is recorded as an episode: task name, type, status, agent, output,
+error, log tail, duration. The query is split into words (letters and digits; case does not
+matter) and an episode matches when any word is in its task name, task type or error. Matches
+are ranked by bm25, a task name match weighing most; ties go to the newest. Query syntax is not
+interpreted: `AND`, `-`, `:`, quotes and `*` are ordinary text (put a query that starts with
+`-` after `--`). This is the search the engine
+runs with each task's name (limit 5) to give agents the `context` of similar past tasks.
+
+Each hit shows its score (higher is better), task name, status, duration, agent, attempt, when
+it finished, run and task ids, and the first line of its error or output. --json prints a list
+of episode objects (snake_case keys, `duration_secs`, RFC 3339 `finished_at`) with a `score`.
+
+Examples:
+  axon episodes search \"optimize database indexes\"
+  axon episodes search login page --limit 3 --json
+  axon episodes search \"connection refused\" --db ../repo/.axon/axon.db
+
+Exit codes: 0 (also with no match or no database yet), 1 unreadable database, 2 usage error.")]
+    Search(EpisodesSearchArgs),
+}
+
+/// Arguments of `axon episodes search`.
+#[derive(Debug, Args)]
+pub struct EpisodesSearchArgs {
+    /// What to look for: any of its words may match (several arguments are one query).
+    #[arg(value_name = "QUERY", required = true, num_args = 1..)]
+    pub query: Vec<String>,
+
+    /// How many episodes to show at most.
+    #[arg(long, default_value_t = 10)]
+    pub limit: u32,
+
+    /// Print a JSON list.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `axon validate`.
@@ -228,6 +290,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics while the run lives.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// When every task succeeded, bring BRANCH up to the run's `axon/RUN_ID` branch
+    /// (fast-forward or merge; refused if BRANCH is checked out with local changes).
+    #[arg(long, value_name = "BRANCH")]
+    pub merge_into: Option<String>,
 }
 
 /// Arguments of `axon runs`.
@@ -268,6 +335,10 @@ pub struct ResumeArgs {
     /// Print one JSON summary object on standard output when the run ends.
     #[arg(long)]
     pub json: bool,
+
+    /// As `axon run --merge-into` (it is not remembered from the original command).
+    #[arg(long, value_name = "BRANCH")]
+    pub merge_into: Option<String>,
 }
 
 /// Arguments of `axon cancel`.

@@ -54,6 +54,9 @@ pub fn run(cli: Cli) -> ExitCode {
         cli::Command::Status(args) => commands::runs::status(args, db),
         cli::Command::Resume(args) => commands::run::resume(args, db),
         cli::Command::Cancel(args) => commands::cancel::cancel(args, db),
+        cli::Command::Episodes(cli::EpisodesCommand::Search(args)) => {
+            commands::episodes::search(args, db)
+        }
     };
     match result {
         Ok(status) => status.into(),

@@ -139,6 +139,7 @@ impl Display {
                 self.end_task(task, true);
                 self.line(format!("{task}: cancelled ({reason})"));
             }
+            EventKind::RunNotice { message } => self.line(format!("note: {message}")),
             EventKind::TaskDispatched { .. } | EventKind::RunFinished { .. } => {}
         }
     }

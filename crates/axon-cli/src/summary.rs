@@ -27,6 +27,50 @@ pub struct RunView {
     pub tasks: Vec<TaskView>,
     /// Totals (this engine's attempts and retries; task counts of the whole run).
     pub metrics: Option<RunTotals>,
+    /// The run's tracking records (`status` only): the workflow record, then one subtask
+    /// per task linked to it by `parent_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Vec<TrackView>>,
+}
+
+/// A tracking record as shown to users.
+#[derive(Debug, Serialize)]
+pub struct TrackView {
+    /// Record id.
+    pub id: i64,
+    /// The workflow record's id (null for the workflow record itself).
+    pub parent_id: Option<i64>,
+    /// The task (null for the workflow record).
+    pub task_id: Option<String>,
+    /// Workflow or task name.
+    pub title: String,
+    /// Status as last tracked.
+    pub status: String,
+    /// Progress, 0..=1.
+    pub progress: Option<f64>,
+    /// The agent working on it.
+    pub assigned_to: Option<String>,
+    /// Error or note.
+    pub note: Option<String>,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl TrackView {
+    /// The view of a stored record.
+    pub fn of(r: axon_store::TrackRecord) -> Self {
+        Self {
+            id: r.id,
+            parent_id: r.parent_id,
+            task_id: r.task_id,
+            title: r.title,
+            status: r.status,
+            progress: r.progress,
+            assigned_to: r.assigned_to,
+            note: r.note,
+            updated_at: rfc3339(r.updated_at_ms),
+        }
+    }
 }
 
 /// Workflow id and name.
@@ -59,6 +103,9 @@ pub struct TaskView {
     pub duration_secs: Option<f64>,
     /// What went wrong, or null.
     pub error: Option<String>,
+    /// The class of that failure (`timeout`, `merge_conflict`, `scope_violation`, ...), or
+    /// null.
+    pub error_kind: Option<axon_core::model::ErrorType>,
     /// The task's output, or null.
     pub output: Option<serde_json::Value>,
     /// Last lines of the agent's log (failed tasks, this engine's attempts only).
@@ -82,6 +129,7 @@ impl TaskView {
                 _ => None,
             },
             error: t.error.clone(),
+            error_kind: t.error.as_ref().and(t.error_kind),
             output: t.output.clone(),
             log_tail: if t.status == TaskStatus::Failed {
                 t.log_tail.clone()

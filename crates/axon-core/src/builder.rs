@@ -60,6 +60,7 @@ impl WorkflowBuilder {
                 timeout: DEFAULT_WORKFLOW_TIMEOUT,
                 retry: RetryPolicy::default(),
                 failure_policy: FailurePolicy::Continue,
+                context_limit: crate::model::DEFAULT_CONTEXT_LIMIT,
                 tasks: Vec::new(),
             },
         }
@@ -74,6 +75,12 @@ impl WorkflowBuilder {
     /// Sets the description.
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.workflow.description = description.into();
+        self
+    }
+
+    /// Sets how many past episodes each agent gets as `context` (0: none).
+    pub fn context_limit(mut self, limit: u32) -> Self {
+        self.workflow.context_limit = limit;
         self
     }
 
@@ -180,6 +187,7 @@ impl TaskBuilder {
                 timeout: None,
                 retry: None,
                 priority: None,
+                context_limit: None,
                 input: serde_json::Value::Null,
             },
         }
@@ -321,6 +329,12 @@ impl TaskBuilder {
     /// Overrides fields of the workflow's retry policy for this task.
     pub fn retry(mut self, retry: RetryOverride) -> Self {
         self.task.retry = Some(retry);
+        self
+    }
+
+    /// Overrides the workflow's `context_limit` for this task.
+    pub fn context_limit(mut self, limit: u32) -> Self {
+        self.task.context_limit = Some(limit);
         self
     }
 

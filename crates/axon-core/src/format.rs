@@ -24,9 +24,9 @@ use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 use crate::duration::{DurationSchema, FileDuration};
 use crate::id::{self, TaskId, WorkflowId};
 use crate::model::{
-    Capability, DEFAULT_WORKFLOW_TIMEOUT, DocFormat, FailurePolicy, OptimizationLevel, Priority,
-    ResourceRequirements, ReviewType, SessionScope, Task, TaskKind, TaskRequirements, TaskType,
-    TestType, Workflow,
+    Capability, DEFAULT_CONTEXT_LIMIT, DEFAULT_WORKFLOW_TIMEOUT, DocFormat, FailurePolicy,
+    OptimizationLevel, Priority, ResourceRequirements, ReviewType, SessionScope, Task, TaskKind,
+    TaskRequirements, TaskType, TestType, Workflow,
 };
 use crate::retry::{RetryOverride, RetryPolicy};
 
@@ -93,6 +93,9 @@ pub struct WorkflowFile {
     /// `continue` (default: dependents of a failed task are skipped) or `fail_fast`.
     #[serde(default)]
     pub failure_policy: Option<FailurePolicy>,
+    /// How many past episodes (best first) each agent gets as `context`; default 5, 0 for none.
+    #[serde(default)]
+    pub context_limit: Option<u32>,
     /// The tasks, keyed by task id.
     #[schemars(with = "TaskMapSchema")]
     pub tasks: Spanned<TaskMap>,
@@ -232,6 +235,9 @@ pub struct TaskFile {
     /// Overrides the workflow's priority when several tasks are ready.
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// Overrides the workflow's `context_limit` for this task's agent.
+    #[serde(default)]
+    pub context_limit: Option<u32>,
     /// Free JSON passed to the agent.
     #[serde(default)]
     pub input: Option<serde_json::Value>,
@@ -566,6 +572,7 @@ fn convert(file: WorkflowFile) -> ParsedWorkflow {
         timeout: file.timeout.map_or(DEFAULT_WORKFLOW_TIMEOUT, |t| t.value.0),
         retry,
         failure_policy: file.failure_policy.unwrap_or(FailurePolicy::Continue),
+        context_limit: file.context_limit.unwrap_or(DEFAULT_CONTEXT_LIMIT),
         tasks,
     };
     ParsedWorkflow {
@@ -690,6 +697,7 @@ fn convert_task(
         timeout: t.timeout.map(|d| d.value.0),
         retry: t.retry.map(|r| r.value),
         priority: t.priority,
+        context_limit: t.context_limit,
         input: t.input.unwrap_or(serde_json::Value::Null),
     };
     (task, source)

@@ -18,6 +18,10 @@ use crate::retry::{RetryOverride, RetryPolicy};
 /// The default workflow timeout when a file or builder gives none (the spec's one hour).
 pub const DEFAULT_WORKFLOW_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// How many past episodes an agent gets as `context` when neither workflow nor task says (the
+/// spec's `search_episodes(&task.name, 5)`).
+pub const DEFAULT_CONTEXT_LIMIT: u32 = 5;
+
 /// A workflow: a named DAG of tasks with workflow-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Workflow {
@@ -36,6 +40,8 @@ pub struct Workflow {
     pub retry: RetryPolicy,
     /// What happens to the rest of the run when a task fails.
     pub failure_policy: FailurePolicy,
+    /// How many past episodes an agent gets as `context` (0: none), unless a task says.
+    pub context_limit: u32,
     /// The tasks, in file order.
     pub tasks: Vec<Task>,
 }
@@ -48,6 +54,12 @@ impl Workflow {
             Some(o) => self.retry.overridden_by(o),
             None => self.retry.clone(),
         }
+    }
+
+    /// How many past episodes `task`'s agent gets as `context`: its own limit, or the
+    /// workflow's.
+    pub fn context_limit_for(&self, task: &Task) -> u32 {
+        task.context_limit.unwrap_or(self.context_limit)
     }
 
     /// The priority of `task`: its own, or the workflow's.
@@ -81,6 +93,8 @@ pub struct Task {
     pub retry: Option<RetryOverride>,
     /// Overrides the workflow's priority for ordering ready tasks.
     pub priority: Option<Priority>,
+    /// Overrides the workflow's `context_limit` (episodes given to the agent).
+    pub context_limit: Option<u32>,
     /// Free JSON passed to the agent.
     pub input: serde_json::Value,
 }

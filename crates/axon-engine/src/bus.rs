@@ -89,6 +89,12 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// Something the user should know about the run, said once (no isolation, the branch
+    /// its work merges into, a dirty working tree, what `--merge-into` did).
+    RunNotice {
+        /// The message.
+        message: String,
+    },
     /// The run is over.
     RunFinished {
         /// Its final status.
@@ -111,6 +117,7 @@ impl EventKind {
             Self::TaskFailed { .. } => "task_failed",
             Self::TaskSkipped { .. } => "task_skipped",
             Self::TaskCancelled { .. } => "task_cancelled",
+            Self::RunNotice { .. } => "run_notice",
             Self::RunFinished { .. } => "run_finished",
         }
     }

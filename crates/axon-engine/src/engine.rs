@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::EventBus;
+use crate::cortex::{CortexBridge, RunInfo};
 use crate::error::EngineError;
 use crate::lease::{Holder, LEASE_TTL, is_live};
 use crate::pool::AgentPool;
 use crate::report::RunReport;
-use crate::run::{RunContext, RunLoop, now_ms};
+use crate::run::{Bridges, RunContext, RunLoop, now_ms};
 
 /// The files a run came from, kept in the store so `resume` runs exactly the same thing.
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct RunOptions {
     /// The source files, recorded for resume (needed to resume without passing the
     /// workflow again).
     pub source: Option<RunSource>,
+    /// With a bridge whose sessions use git: the branch to bring up to the run's integration
+    /// branch when every task succeeded (fast-forward or merge; refused if it is checked
+    /// out with local changes).
+    pub merge_into: Option<String>,
 }
 
 /// A run in progress.
@@ -115,6 +120,7 @@ pub struct Engine {
     cancel: CancellationToken,
     holder: Holder,
     lease_ttl: Duration,
+    cortex: Option<Arc<dyn CortexBridge>>,
 }
 
 impl Engine {
@@ -127,7 +133,49 @@ impl Engine {
             cancel: CancellationToken::new(),
             holder: Holder::this_process(),
             lease_ttl: LEASE_TTL,
+            cortex: None,
         }
+    }
+
+    /// Gives runs sessions, memory and tracking through `bridge` (for example
+    /// [`LocalCortex`](crate::cortex::LocalCortex): git worktrees, episodes and tracking in
+    /// the store). Without one, tasks work in the workspace itself and get no context.
+    pub fn with_cortex(mut self, bridge: Arc<dyn CortexBridge>) -> Self {
+        self.cortex = Some(bridge);
+        self
+    }
+
+    /// Opens the bridge for a run, if the engine has one.
+    async fn open_bridge(
+        &self,
+        run_id: Uuid,
+        workflow: &Workflow,
+        workspace: &std::path::Path,
+        resumed: bool,
+    ) -> Result<Option<Bridges>, EngineError> {
+        let Some(cortex) = &self.cortex else {
+            return Ok(None);
+        };
+        let info = RunInfo {
+            run_id,
+            workflow_name: workflow.name.clone(),
+            tasks: workflow
+                .tasks
+                .iter()
+                .map(|t| (t.id.to_string(), t.name.clone()))
+                .collect(),
+            workspace: if workspace.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                workspace.to_path_buf()
+            },
+            resumed,
+        };
+        let run = cortex.open_run(&info).await.map_err(EngineError::Bridge)?;
+        Ok(Some(Bridges {
+            cortex: Arc::clone(cortex),
+            run,
+        }))
     }
 
     /// Makes every transition durable in `store` (required for resume and cancel-by-id).
@@ -194,6 +242,8 @@ impl Engine {
             records: records.clone(),
             created_at_ms,
             resumed: false,
+            bridge: None,
+            merge_into: None,
         })?;
         if let Some(store) = &self.store {
             let source = opts.source.as_ref();
@@ -222,6 +272,27 @@ impl Engine {
                 .create_run(&record, &records, &self.holder.lease(self.lease_ttl))
                 .await?;
         }
+        let bridge = match self
+            .open_bridge(run_id, &workflow, &opts.workspace, false)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing ran: the run is recorded as failed, not left for `resume`.
+                if let Some(store) = &self.store {
+                    let batch = axon_store::Batch {
+                        run_status: Some((RunStatus::Failed, Some(now_ms()))),
+                        ..Default::default()
+                    };
+                    let _ = store.commit(run_id, &batch).await;
+                    let _ = store
+                        .release_lease(run_id, &self.holder.host, self.holder.pid)
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        let run_loop = run_loop.with_bridge(bridge, opts.merge_into.clone());
         Ok(RunHandle {
             run_id,
             cancel,
@@ -255,6 +326,7 @@ impl Engine {
         run_id: Uuid,
         workflow: Option<Workflow>,
         workspace: Option<PathBuf>,
+        merge_into: Option<String>,
     ) -> Result<RunHandle, EngineError> {
         let store = self
             .store
@@ -316,6 +388,10 @@ impl Engine {
             })
             .collect();
         let cancel = self.cancel.child_token();
+        let workspace = workspace.unwrap_or_else(|| PathBuf::from(&run.workspace));
+        let bridge = self
+            .open_bridge(run_id, &workflow, &workspace, true)
+            .await?;
         let run_loop = RunLoop::new(RunContext {
             run_id,
             workflow: Arc::new(workflow),
@@ -327,10 +403,12 @@ impl Engine {
             holder: Some(self.holder.clone()),
             lease_ttl: self.lease_ttl,
             cancel: cancel.clone(),
-            workspace: workspace.unwrap_or_else(|| PathBuf::from(&run.workspace)),
+            workspace,
             records,
             created_at_ms: run.created_at_ms,
             resumed: true,
+            bridge,
+            merge_into,
         })?;
         Ok(RunHandle {
             run_id,

@@ -52,6 +52,10 @@ pub enum EngineError {
         /// What failed.
         reason: String,
     },
+    /// The Cortex bridge (sessions, memory, tracking) could not be opened for the run;
+    /// nothing ran.
+    #[error("cannot set up the run's sessions: {0}")]
+    Bridge(#[source] crate::cortex::BridgeError),
     /// A bug: the dispatcher stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

@@ -8,6 +8,9 @@
 //!   retries with backoff, timeouts, cancellation, failure policies, group commit.
 //! - [`engine`]: start, resume and cancel runs; [`lease`]: who holds a run.
 //! - [`retry`]: retry delays (backon's exponential backoff over the task's policy).
+//! - [`session`]: git worktree sessions, scope checks, merge-back (the git CLI).
+//! - [`cortex`]: the spec's `CortexBridge` (sessions, episodes as context, tracking) and
+//!   [`cortex::LocalCortex`], the embedded implementation.
 //!
 //! Data flows one way: a validated [`axon_core::Workflow`] and its plan go in; transitions
 //! are committed to the [`axon_store::Store`] and then acted on and published on the
@@ -18,6 +21,7 @@
 pub mod agent;
 pub mod bus;
 pub mod command;
+pub mod cortex;
 pub mod engine;
 pub mod error;
 pub mod lease;
@@ -26,6 +30,7 @@ pub mod pool;
 pub mod report;
 pub mod retry;
 mod run;
+pub mod session;
 pub mod time;
 
 pub use engine::{Engine, RunHandle, RunOptions, RunSource};

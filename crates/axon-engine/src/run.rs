@@ -21,8 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axon_core::DagIndex;
 use axon_core::model::{ErrorType, FailurePolicy, RunStatus, TaskStatus, Workflow};
 use axon_core::plan::{Plan, ReadyKey};
-use axon_store::{Batch, EventRecord, Store, TaskRecord};
+use axon_store::{Batch, EpisodeRecord, EventRecord, Store, TaskRecord, TrackUpdate};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
 // Durations come from tokio's clock (paused in tests), like every timer of the run.
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,7 @@ use crate::agent::{
     Agent, AttemptError, AttemptOutput, AttemptRequest, BoxFuture, Progress, WorkflowRef,
 };
 use crate::bus::{Event, EventBus, EventKind};
+use crate::cortex::{CortexBridge, RunBridge};
 use crate::error::EngineError;
 use crate::lease::Holder;
 use crate::pool::{AgentPool, PoolLease};
@@ -70,6 +72,14 @@ pub(crate) enum Msg {
         task: u32,
         attempt: u32,
         pid: u32,
+    },
+    /// A successful attempt's changes are sealed in its session: record its output (and
+    /// that a merge is due) durably, then tell it to merge.
+    Merging {
+        task: u32,
+        attempt: u32,
+        output: Option<serde_json::Value>,
+        go: oneshot::Sender<()>,
     },
 }
 
@@ -109,6 +119,17 @@ pub(crate) struct RunContext {
     pub records: Vec<TaskRecord>,
     pub created_at_ms: i64,
     pub resumed: bool,
+    /// Sessions, memory and tracking (none: attempts run in the workspace, without context).
+    pub bridge: Option<Bridges>,
+    /// The branch to bring up to the run's integration branch when it fully succeeds.
+    pub merge_into: Option<String>,
+}
+
+/// A run's bridge and the service behind it (for episode searches).
+#[derive(Clone)]
+pub(crate) struct Bridges {
+    pub cortex: Arc<dyn CortexBridge>,
+    pub run: Arc<dyn RunBridge>,
 }
 
 pub(crate) struct RunLoop {
@@ -128,6 +149,13 @@ pub(crate) struct RunLoop {
     unfinished: usize,
     /// Whether some ready task waits for an agent of the pool (then pool changes matter).
     waiting_for_pool: bool,
+    /// Attempts waiting for their success to be committed before they merge.
+    merge_acks: Vec<oneshot::Sender<()>>,
+    /// Tracking updates go to the bridge through this queue, off the hot path.
+    tracking: Option<(
+        UnboundedSender<Vec<TrackUpdate>>,
+        tokio::task::JoinHandle<()>,
+    )>,
     class_of: Vec<u32>,
     ready: Vec<BinaryHeap<(ReadyKey, u32)>>,
     tx: UnboundedSender<Msg>,
@@ -208,6 +236,8 @@ impl RunLoop {
             attempt_tokens: vec![None; n],
             unfinished,
             waiting_for_pool: false,
+            merge_acks: Vec::new(),
+            tracking: None,
             class_of,
             ready,
             tx,
@@ -224,6 +254,17 @@ impl RunLoop {
             now_ms: now_ms(),
             totals: RunTotals::default(),
         })
+    }
+
+    /// Gives the run its bridge (opened after the run was recorded).
+    pub(crate) fn with_bridge(
+        mut self,
+        bridge: Option<Bridges>,
+        merge_into: Option<String>,
+    ) -> Self {
+        self.cx.bridge = bridge;
+        self.cx.merge_into = merge_into;
+        self
     }
 
     fn task_id(&self, i: usize) -> &str {
@@ -299,10 +340,13 @@ impl RunLoop {
             self.batch = Batch::default();
             self.batch_slot.fill(NOT_IN_BATCH);
             self.events.clear();
+            // Attempts waiting to merge are told no (their senders dropped).
+            self.merge_acks.clear();
             return Ok(());
         }
         // Without a store, events are queued but the batch stays empty.
         if self.batch.is_empty() && self.events.is_empty() {
+            self.release_merges();
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
@@ -329,7 +373,21 @@ impl RunLoop {
             }
         }
         self.cx.bus.publish_all(&std::mem::take(&mut self.events));
+        if let Some((tx, _)) = &self.tracking
+            && !batch.tasks.is_empty()
+        {
+            let updates = batch.tasks.iter().map(track_update).collect();
+            let _ = tx.send(updates);
+        }
+        self.release_merges();
         Ok(())
+    }
+
+    /// What waited for the commit that just happened may act now.
+    fn release_merges(&mut self) {
+        for go in self.merge_acks.drain(..) {
+            let _ = go.send(());
+        }
     }
 
     fn make_ready(&mut self, i: usize) {
@@ -534,8 +592,26 @@ impl RunLoop {
             attempt,
         };
         let agent = lease.agent();
+        let bridge = self.cx.bridge.clone();
+        let context_limit = self
+            .cx
+            .workflow
+            .context_limit_for(&self.cx.workflow.tasks[i]);
         self.tracker.spawn(async move {
-            let result = run_attempt(agent.as_ref(), req, progress, token, timeout).await;
+            let result = match bridge {
+                None => run_attempt(agent.as_ref(), req, progress, token, timeout).await,
+                Some(bridge) => {
+                    let attempt = Attempt {
+                        agent: agent.as_ref(),
+                        req,
+                        progress,
+                        token,
+                        timeout,
+                        context_limit,
+                    };
+                    run_in_session(&bridge, attempt, &tx).await
+                }
+            };
             if result.is_err() {
                 lease.mark_failed();
             }
@@ -584,6 +660,22 @@ impl RunLoop {
                     self.touch(i);
                 }
             }
+            Msg::Merging {
+                task,
+                attempt,
+                output,
+                go,
+            } => {
+                let i = task as usize;
+                let t = &mut self.tasks[i];
+                if t.rec.status != TaskStatus::Running || t.rec.attempts != attempt {
+                    return; // dropping `go` tells the attempt not to merge
+                }
+                t.rec.output = output;
+                t.rec.merging = true;
+                self.touch(i);
+                self.merge_acks.push(go);
+            }
             Msg::RetryDue { task } => {
                 let i = task as usize;
                 self.waiting_retry -= 1;
@@ -607,6 +699,7 @@ impl RunLoop {
                     .map_or(Duration::ZERO, |s| self.now - s);
                 self.attempt_tokens[task as usize] = None;
                 self.tasks[task as usize].rec.agent_pid = None;
+                self.tasks[task as usize].rec.merging = false;
                 self.finished(task as usize, attempt, result, duration);
             }
         }
@@ -622,6 +715,11 @@ impl RunLoop {
         let kind_label = self.cx.workflow.tasks[i].task_type.kind().as_str();
         metrics::histogram!("axon_task_duration_seconds", "type" => kind_label)
             .record(duration.as_secs_f64());
+        if self.cx.store.is_some() {
+            // Every finished attempt is remembered, in the same commit as its outcome.
+            let episode = self.episode(i, attempt, &result, duration);
+            self.batch.episodes.push(episode);
+        }
         match result {
             Ok(out) => {
                 let t = &mut self.tasks[i];
@@ -729,6 +827,49 @@ impl RunLoop {
         }
     }
 
+    /// The episode an attempt of task `i` leaves behind.
+    fn episode(
+        &self,
+        i: usize,
+        attempt: u32,
+        result: &Result<AttemptOutput, AttemptError>,
+        duration: Duration,
+    ) -> EpisodeRecord {
+        let task = &self.cx.workflow.tasks[i];
+        let (status, output, error, log_tail) = match result {
+            Ok(out) => (
+                TaskStatus::Succeeded,
+                out.output.clone(),
+                None,
+                &out.log_tail,
+            ),
+            Err(AttemptError::Cancelled) => (
+                TaskStatus::Cancelled,
+                None,
+                Some("cancelled".to_owned()),
+                &self.tasks[i].log_tail,
+            ),
+            Err(AttemptError::Failed {
+                message, log_tail, ..
+            }) => (TaskStatus::Failed, None, Some(message.clone()), log_tail),
+        };
+        EpisodeRecord {
+            id: 0,
+            run_id: self.cx.run_id,
+            task_id: task.id.to_string(),
+            attempt,
+            name: task.name.clone(),
+            task_type: task.task_type.kind().as_str().to_owned(),
+            status,
+            agent: self.tasks[i].rec.agent.clone(),
+            output,
+            log_tail: (!log_tail.is_empty()).then(|| log_tail.join("\n")),
+            error,
+            duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
+            finished_at_ms: self.now_ms,
+        }
+    }
+
     fn cancel_task(&mut self, i: usize, stop: &Stop) {
         let reason = match stop {
             Stop::Cancelled => "run cancelled".to_owned(),
@@ -781,6 +922,9 @@ impl RunLoop {
 
     pub(crate) async fn run(mut self) -> Result<RunReport, EngineError> {
         self.tick();
+        if let Some(bridge) = self.cx.bridge.clone() {
+            self.open_sessions(&bridge.run).await;
+        }
         self.prepare();
         self.flush().await?;
         // Made once, not per turn of the loop: each would register a timer or a waiter anew.
@@ -852,6 +996,86 @@ impl RunLoop {
         self.finish().await
     }
 
+    /// Says what the bridge wants said, repairs what a dead engine left (merges it had made
+    /// durable but not done, sessions it left behind), and starts the tracking worker.
+    async fn open_sessions(&mut self, bridge: &Arc<dyn RunBridge>) {
+        for message in bridge.notices() {
+            self.emit(None, None, EventKind::RunNotice { message });
+        }
+        if self.cx.resumed {
+            for i in 0..self.tasks.len() {
+                let rec = &self.tasks[i].rec;
+                if !rec.merging || rec.status.is_terminal() {
+                    continue;
+                }
+                let (task_id, attempt) = (rec.task_id.clone(), rec.attempts);
+                let outcome = bridge.recover_merge(&task_id, attempt).await;
+                let t = &mut self.tasks[i];
+                t.rec.merging = false;
+                t.rec.finished_at_ms = Some(self.now_ms);
+                self.unfinished -= 1;
+                match outcome {
+                    Ok(()) => {
+                        t.rec.status = TaskStatus::Succeeded;
+                        t.rec.progress = Some(1.0);
+                        self.touch(i);
+                        self.emit(
+                            Some(i),
+                            Some(attempt),
+                            EventKind::TaskSucceeded { duration_secs: 0.0 },
+                        );
+                    }
+                    Err(e) => {
+                        t.rec.status = TaskStatus::Failed;
+                        t.rec.error = Some(e.message.clone());
+                        t.rec.error_kind = Some(e.kind);
+                        self.touch(i);
+                        self.emit(
+                            Some(i),
+                            Some(attempt),
+                            EventKind::TaskFailed {
+                                error: e.message,
+                                error_kind: e.kind,
+                                duration_secs: 0.0,
+                            },
+                        );
+                    }
+                }
+            }
+            // Sessions kept for inspection stay; everything else a dead engine left goes.
+            if let Err(e) = bridge.repair(&self.kept_sessions()).await {
+                tracing::warn!(error = %e, "could not clean up the sessions of the previous engine");
+            }
+        }
+        let (tx, mut rx) = unbounded_channel::<Vec<TrackUpdate>>();
+        let bridge = Arc::clone(bridge);
+        let worker = tokio::spawn(async move {
+            while let Some(mut updates) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    updates.extend(more);
+                }
+                track_with_retries(bridge.as_ref(), updates).await;
+            }
+        });
+        self.tracking = Some((tx, worker));
+    }
+
+    /// The sessions kept for inspection: the last attempt of each task that failed with a
+    /// merge conflict or a scope violation.
+    fn kept_sessions(&self) -> Vec<(String, u32)> {
+        self.tasks
+            .iter()
+            .filter(|t| {
+                t.rec.status == TaskStatus::Failed
+                    && matches!(
+                        t.rec.error_kind,
+                        Some(ErrorType::MergeConflict | ErrorType::ScopeViolation)
+                    )
+            })
+            .map(|t| (t.rec.task_id.clone(), t.rec.attempts))
+            .collect()
+    }
+
     /// Checks for a cancel request and renews the lease.
     async fn heartbeat(&mut self) -> Result<Option<Stop>, EngineError> {
         let Some(store) = &self.cx.store else {
@@ -889,6 +1113,31 @@ impl RunLoop {
         self.tick();
         let finished_at = self.now_ms;
         let duration = self.started.elapsed();
+        if let Some(bridge) = self.cx.bridge.clone() {
+            // Every outcome is committed: what sessions left for a resume can go now.
+            if let Err(e) = bridge.run.repair(&self.kept_sessions()).await {
+                tracing::warn!(error = %e, "could not clean up the run's sessions");
+            }
+            let succeeded = status == RunStatus::Succeeded;
+            match bridge
+                .run
+                .close_run(succeeded, self.cx.merge_into.as_deref())
+                .await
+            {
+                Ok(notices) => {
+                    for message in notices {
+                        self.emit(None, None, EventKind::RunNotice { message });
+                    }
+                }
+                Err(e) => self.emit(
+                    None,
+                    None,
+                    EventKind::RunNotice {
+                        message: format!("error: {e}"),
+                    },
+                ),
+            }
+        }
         self.batch.run_status = Some((status, Some(finished_at)));
         self.emit(
             None,
@@ -903,6 +1152,17 @@ impl RunLoop {
             metrics::gauge!("axon_agent_utilisation_ratio", "agent" => s.id).set(s.utilisation);
         }
         self.flush().await?;
+        if let Some((tx, worker)) = self.tracking.take() {
+            let at = self.now_ms;
+            let _ = tx.send(vec![TrackUpdate::workflow(
+                &self.cx.workflow.name,
+                status.as_str(),
+                at,
+            )]);
+            drop(tx);
+            // Tracking is written before the run is reported over.
+            let _ = worker.await;
+        }
         if let (Some(store), Some(h)) = (&self.cx.store, &self.cx.holder) {
             store.release_lease(self.cx.run_id, &h.host, h.pid).await?;
         }
@@ -977,6 +1237,115 @@ async fn run_attempt(
                 .unwrap_or(Err(AttemptError::Cancelled))
         }
     }
+}
+
+/// One attempt and what it needs, for [`run_in_session`].
+struct Attempt<'a> {
+    agent: &'a dyn Agent,
+    req: AttemptRequest,
+    progress: Progress,
+    token: CancellationToken,
+    timeout: Option<Duration>,
+    context_limit: u32,
+}
+
+/// Runs an attempt in a session of the run's bridge: past episodes as its context, its own
+/// working directory, and, on success, the scope check, the commit and (once the dispatcher
+/// has made the success durable) the merge. The session is closed whatever happens; it is
+/// kept for inspection after a merge conflict or a scope violation.
+async fn run_in_session(
+    bridge: &Bridges,
+    mut a: Attempt<'_>,
+    tx: &UnboundedSender<Msg>,
+) -> Result<AttemptOutput, AttemptError> {
+    let task = Arc::clone(&a.req.task);
+    if a.context_limit > 0 {
+        match bridge
+            .cortex
+            .search_episodes(&task.name, a.context_limit)
+            .await
+        {
+            Ok(context) => a.req.context = context,
+            Err(e) => {
+                tracing::warn!(task = %task.id, error = %e, "episode search failed; no context")
+            }
+        }
+    }
+    let session = bridge
+        .run
+        .create_session(task.id.as_str(), a.req.attempt)
+        .await?;
+    a.req.session_dir = session.dir.clone();
+    let (task_no, attempt) = (a.progress.task, a.req.attempt);
+    let result = run_attempt(a.agent, a.req, a.progress, a.token, a.timeout).await;
+    let (result, keep) = match result {
+        Err(e) => (Err(e), false),
+        Ok(out) => match bridge.run.seal_session(&session, &task.scope).await {
+            Err(e) => {
+                let keep = e.kind == ErrorType::ScopeViolation;
+                (Err(e.into()), keep)
+            }
+            Ok(false) => (Ok(out), false),
+            Ok(true) => {
+                let (go, merge_now) = oneshot::channel();
+                let _ = tx.send(Msg::Merging {
+                    task: task_no,
+                    attempt,
+                    output: out.output.clone(),
+                    go,
+                });
+                match merge_now.await {
+                    // The run stopped writing (another engine took it over): not ours to merge.
+                    Err(_) => (Err(AttemptError::Cancelled), false),
+                    Ok(()) => match bridge.run.merge_session(&session).await {
+                        Ok(()) => (Ok(out), false),
+                        Err(e) => {
+                            let keep = e.kind == ErrorType::MergeConflict;
+                            (Err(e.into()), keep)
+                        }
+                    },
+                }
+            }
+        },
+    };
+    bridge.run.close_session(&session, keep).await;
+    result
+}
+
+/// Applies tracking updates, retrying transient failures (a busy database, a server
+/// restarting) with backoff; tracking never stops or fails the run, so what still fails is
+/// logged and dropped.
+async fn track_with_retries(bridge: &dyn RunBridge, updates: Vec<TrackUpdate>) {
+    let mut delay = Duration::from_millis(50);
+    for tries in 1.. {
+        match bridge.track(updates.clone()).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() && tries < 8 => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, updates = updates.len(), "task tracking update failed");
+                return;
+            }
+        }
+    }
+}
+
+/// A task's current state as a tracking update.
+fn track_update(rec: &TaskRecord) -> TrackUpdate {
+    let mut update = TrackUpdate::task(
+        rec.task_id.clone(),
+        rec.name.clone(),
+        rec.status.as_str(),
+        rec.finished_at_ms
+            .or(rec.started_at_ms)
+            .unwrap_or_else(now_ms),
+    );
+    update.progress = rec.progress;
+    update.assigned_to = rec.agent.clone();
+    update.note = rec.error.clone();
+    update
 }
 
 /// An agent's future, with panics in its `poll` turned into a failed attempt.

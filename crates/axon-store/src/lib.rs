@@ -19,13 +19,17 @@
 //! # Ok(()) }
 //! ```
 
+mod episode;
 mod sqlite;
+mod tracking;
 
 use async_trait::async_trait;
 use axon_core::model::{ErrorType, RunStatus, TaskStatus};
 use uuid::Uuid;
 
+pub use episode::{EpisodeHit, EpisodeRecord, MAX_QUERY_WORDS};
 pub use sqlite::SqliteStore;
+pub use tracking::{TrackRecord, TrackUpdate};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,9 @@ pub struct TaskRecord {
     pub error_kind: Option<ErrorType>,
     /// The task's output, when it succeeded with one.
     pub output: Option<serde_json::Value>,
+    /// The latest attempt succeeded and its session is being merged: a `resume` finishes
+    /// the merge instead of running the task again.
+    pub merging: bool,
 }
 
 impl TaskRecord {
@@ -161,6 +168,7 @@ impl TaskRecord {
             error: None,
             error_kind: None,
             output: None,
+            merging: false,
         }
     }
 }
@@ -195,12 +203,17 @@ pub struct Batch {
     pub tasks: Vec<TaskRecord>,
     /// New status of the run, if it changed.
     pub run_status: Option<(RunStatus, Option<i64>)>,
+    /// Episodes of attempts that finished, recorded with the state that finished them.
+    pub episodes: Vec<EpisodeRecord>,
 }
 
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.tasks.is_empty() && self.run_status.is_none()
+        self.events.is_empty()
+            && self.tasks.is_empty()
+            && self.run_status.is_none()
+            && self.episodes.is_empty()
     }
 }
 
@@ -286,4 +299,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether a cancel was requested.
     async fn cancel_requested(&self, run_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Records one episode on its own (the engine usually sends them in a [`Batch`], with
+    /// the task state that finished them); returns the id the store gave it.
+    async fn record_episode(&self, episode: &EpisodeRecord) -> Result<i64, StoreError>;
+
+    /// Past episodes matching any word of `query`, best first, at most `limit`.
+    ///
+    /// The query is split into words (runs of letters and digits, lowercased; at most
+    /// [`MAX_QUERY_WORDS`]), and an episode matches when any word is in its task name, task
+    /// type or error. Scores are bm25 with the name weighing most (higher is better); ties
+    /// go to the most recently recorded episode. (A word found in at least half of all
+    /// episodes, like `the` in task names, has no bm25 weight: episodes it alone matches
+    /// come last, and are only looked for when the other words find fewer than `limit`.)
+    /// No input is a syntax error: a query without words (empty, punctuation, emoji)
+    /// matches nothing.
+    async fn search_episodes(&self, query: &str, limit: u32)
+    -> Result<Vec<EpisodeHit>, StoreError>;
+
+    /// Applies tracking updates for a run, in one transaction: each creates or updates the
+    /// record of its task (or, with no task id, the run's workflow record). The workflow
+    /// record is created first if missing (titled after the workflow) and is every task
+    /// record's parent.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchRun`] when the run does not exist.
+    async fn track(&self, run_id: Uuid, updates: &[TrackUpdate]) -> Result<(), StoreError>;
+
+    /// The run's tracking records: the workflow record first, then task records in the
+    /// order they were created.
+    async fn tracking(&self, run_id: Uuid) -> Result<Vec<TrackRecord>, StoreError>;
 }

@@ -15,7 +15,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use crate::{Batch, EventRecord, Lease, RunRecord, RunSummary, Store, StoreError, TaskRecord};
+use crate::episode::{fts_query, query_words};
+use crate::{
+    Batch, EpisodeHit, EpisodeRecord, EventRecord, Lease, RunRecord, RunSummary, Store, StoreError,
+    TaskRecord, TrackRecord, TrackUpdate,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -74,6 +78,60 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Migration(Box::new(e)))?;
         Ok(Self { pool })
+    }
+}
+
+impl SqliteStore {
+    /// Those of `words` (lowercase) found in at least half of all episodes.
+    async fn common_words(&self, words: &[String]) -> Result<Vec<String>, StoreError> {
+        if words.len() < 2 {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT term FROM episodes_vocab
+             WHERE term IN (SELECT value FROM json_each(?))
+               AND doc * 2 >= (SELECT count(*) FROM episodes)",
+        )
+        .bind(serde_json::Value::from(words.to_vec()).to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The best `limit` episodes matching any of `words`, by bm25.
+    async fn ranked_episodes(
+        &self,
+        words: &[String],
+        limit: u32,
+    ) -> Result<Vec<EpisodeHit>, StoreError> {
+        let Some(fts) = fts_query(words) else {
+            return Ok(Vec::new());
+        };
+        // Ranked inside the FTS table (bm25 weights of the columns name, task_type, error: a
+        // name match outweighs anything else), and only the best `limit` joined with their
+        // rows. Ties go to the newest: ids grow as episodes are recorded.
+        let rows = sqlx::query(
+            "SELECT e.*, hit.rank FROM (
+                 SELECT rowid AS id, bm25(episodes_fts, 10.0, 2.0, 1.0) AS rank
+                 FROM episodes_fts WHERE episodes_fts MATCH ?
+                 ORDER BY rank, rowid DESC LIMIT ?
+             ) AS hit JOIN episodes e ON e.id = hit.id
+             ORDER BY hit.rank, hit.id DESC",
+        )
+        .bind(fts)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let rank: f64 = row.try_get("rank")?;
+                Ok(EpisodeHit {
+                    episode: episode_from_row(row)?,
+                    // bm25 is lower-is-better (and negative); `0.0 -` keeps a zero from
+                    // printing as `-0`.
+                    score: 0.0 - rank,
+                })
+            })
+            .collect()
     }
 }
 
@@ -149,6 +207,7 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
             .map(|o| serde_json::from_str(&o))
             .transpose()
             .map_err(|e| corrupt("tasks", format!("output is not JSON: {e}")))?,
+        merging: row.try_get::<i64, _>("merging")? != 0,
     })
 }
 
@@ -159,14 +218,16 @@ async fn upsert_task(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tasks (run_id, task_id, position, name, status, attempts, agent, agent_pid,
-                            progress, started_at_ms, finished_at_ms, error, error_kind, output)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            progress, started_at_ms, finished_at_ms, error, error_kind, output,
+                            merging)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (run_id, task_id) DO UPDATE SET
             status = excluded.status, attempts = excluded.attempts, agent = excluded.agent,
             agent_pid = excluded.agent_pid,
             progress = excluded.progress, started_at_ms = excluded.started_at_ms,
             finished_at_ms = excluded.finished_at_ms, error = excluded.error,
-            error_kind = excluded.error_kind, output = excluded.output",
+            error_kind = excluded.error_kind, output = excluded.output,
+            merging = excluded.merging",
     )
     .bind(run_id)
     .bind(&t.task_id)
@@ -182,6 +243,7 @@ async fn upsert_task(
     .bind(&t.error)
     .bind(t.error_kind.map(|k| k.as_str()))
     .bind(t.output.as_ref().map(|o| o.to_string()))
+    .bind(i64::from(t.merging))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -212,6 +274,108 @@ async fn append_event(
     Ok(())
 }
 
+fn uuid_of(text: &str, table: &'static str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| corrupt(table, format!("run_id {text}: {e}")))
+}
+
+async fn insert_episode<'e>(
+    conn: impl sqlx::Executor<'e, Database = Sqlite>,
+    ep: &EpisodeRecord,
+) -> Result<i64, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO episodes (run_id, task_id, attempt, name, task_type, status, agent, output,
+                               log_tail, error, duration_ms, finished_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(ep.run_id.to_string())
+    .bind(&ep.task_id)
+    .bind(i64::from(ep.attempt))
+    .bind(&ep.name)
+    .bind(&ep.task_type)
+    .bind(ep.status.as_str())
+    .bind(&ep.agent)
+    .bind(ep.output.as_ref().map(|o| o.to_string()))
+    .bind(&ep.log_tail)
+    .bind(&ep.error)
+    .bind(ep.duration_ms)
+    .bind(ep.finished_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.last_insert_rowid())
+}
+
+fn episode_from_row(row: &SqliteRow) -> Result<EpisodeRecord, StoreError> {
+    let run_id: String = row.try_get("run_id")?;
+    let status: String = row.try_get("status")?;
+    let output: Option<String> = row.try_get("output")?;
+    Ok(EpisodeRecord {
+        id: row.try_get("id")?,
+        run_id: uuid_of(&run_id, "episodes")?,
+        task_id: row.try_get("task_id")?,
+        attempt: u32_of(row.try_get("attempt")?, "episodes", "attempt")?,
+        name: row.try_get("name")?,
+        task_type: row.try_get("task_type")?,
+        status: status.parse().map_err(|e: String| corrupt("episodes", e))?,
+        agent: row.try_get("agent")?,
+        output: output
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| corrupt("episodes", format!("output is not JSON: {e}")))?,
+        log_tail: row.try_get("log_tail")?,
+        error: row.try_get("error")?,
+        duration_ms: row.try_get("duration_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+    })
+}
+
+fn track_from_row(row: &SqliteRow) -> Result<TrackRecord, StoreError> {
+    let run_id: String = row.try_get("run_id")?;
+    Ok(TrackRecord {
+        id: row.try_get("id")?,
+        run_id: uuid_of(&run_id, "tracking")?,
+        parent_id: row.try_get("parent_id")?,
+        task_id: row.try_get("task_id")?,
+        title: row.try_get("title")?,
+        status: row.try_get("status")?,
+        progress: row.try_get("progress")?,
+        assigned_to: row.try_get("assigned_to")?,
+        note: row.try_get("note")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+/// The id of the run's workflow record, created (titled after the workflow, with the run's
+/// status) if missing.
+async fn workflow_record(
+    tx: &mut Transaction<'_, Sqlite>,
+    run_id: Uuid,
+    at_ms: i64,
+) -> Result<i64, StoreError> {
+    let id = run_id.to_string();
+    let existing = sqlx::query("SELECT id FROM tracking WHERE run_id = ? AND task_id IS NULL")
+        .bind(&id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(row) = existing {
+        return Ok(row.try_get("id")?);
+    }
+    let done = sqlx::query(
+        "INSERT INTO tracking (run_id, parent_id, task_id, title, status, created_at_ms,
+                               updated_at_ms)
+         SELECT run_id, NULL, NULL, workflow_name, status, ?, ? FROM runs WHERE run_id = ?",
+    )
+    .bind(at_ms)
+    .bind(at_ms)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NoSuchRun(run_id));
+    }
+    Ok(done.last_insert_rowid())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_run(
@@ -221,7 +385,9 @@ impl Store for SqliteStore {
         holder: &Lease,
     ) -> Result<(), StoreError> {
         let id = run.run_id.to_string();
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock up front, so a transaction that reads first never
+        // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO runs (run_id, workflow_id, workflow_name, status, created_at_ms,
                                finished_at_ms, workspace, workflow_source, workflow_format,
@@ -259,12 +425,17 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let id = run_id.to_string();
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock up front, so a transaction that reads first never
+        // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for e in &batch.events {
             append_event(&mut tx, &id, e).await?;
         }
         for t in &batch.tasks {
             upsert_task(&mut tx, &id, t).await?;
+        }
+        for ep in &batch.episodes {
+            insert_episode(&mut *tx, ep).await?;
         }
         if let Some((status, finished)) = batch.run_status {
             let done =
@@ -449,6 +620,108 @@ impl Store for SqliteStore {
             .ok_or(StoreError::NoSuchRun(run_id))?;
         Ok(row.try_get::<i64, _>("cancel_requested")? != 0)
     }
+
+    async fn record_episode(&self, episode: &EpisodeRecord) -> Result<i64, StoreError> {
+        insert_episode(&self.pool, episode).await
+    }
+
+    async fn search_episodes(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<EpisodeHit>, StoreError> {
+        let words = query_words(query);
+        if words.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A word in at least half of all episodes has a bm25 weight of zero (FTS5 clamps its
+        // IDF), so it cannot change the order of episodes matching another word, but ranking
+        // every episode it matches is most of the cost of a search. Search without such words
+        // first; only if that finds too few, with them (they may then fill the list).
+        let common = self.common_words(&words).await?;
+        if !common.is_empty() && common.len() < words.len() {
+            let rare: Vec<String> = words
+                .iter()
+                .filter(|w| !common.contains(w))
+                .cloned()
+                .collect();
+            let hits = self.ranked_episodes(&rare, limit).await?;
+            if hits.len() >= limit as usize {
+                return Ok(hits);
+            }
+        }
+        self.ranked_episodes(&words, limit).await
+    }
+
+    async fn track(&self, run_id: Uuid, updates: &[TrackUpdate]) -> Result<(), StoreError> {
+        let Some(first) = updates.first() else {
+            return Ok(());
+        };
+        let id = run_id.to_string();
+        // IMMEDIATE: take the write lock up front, so a transaction that reads first never
+        // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let parent = workflow_record(&mut tx, run_id, first.at_ms).await?;
+        for u in updates {
+            match &u.task_id {
+                None => {
+                    sqlx::query(
+                        "UPDATE tracking SET title = ?, status = ?,
+                            progress = COALESCE(?, progress),
+                            assigned_to = COALESCE(?, assigned_to),
+                            note = COALESCE(?, note), updated_at_ms = ?
+                         WHERE id = ?",
+                    )
+                    .bind(&u.title)
+                    .bind(&u.status)
+                    .bind(u.progress)
+                    .bind(&u.assigned_to)
+                    .bind(&u.note)
+                    .bind(u.at_ms)
+                    .bind(parent)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(task_id) => {
+                    sqlx::query(
+                        "INSERT INTO tracking (run_id, parent_id, task_id, title, status, progress,
+                                               assigned_to, note, created_at_ms, updated_at_ms)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (run_id, task_id) DO UPDATE SET
+                            parent_id = excluded.parent_id,
+                            title = excluded.title, status = excluded.status,
+                            progress = COALESCE(excluded.progress, tracking.progress),
+                            assigned_to = COALESCE(excluded.assigned_to, tracking.assigned_to),
+                            note = COALESCE(excluded.note, tracking.note),
+                            updated_at_ms = excluded.updated_at_ms",
+                    )
+                    .bind(&id)
+                    .bind(parent)
+                    .bind(task_id)
+                    .bind(&u.title)
+                    .bind(&u.status)
+                    .bind(u.progress)
+                    .bind(&u.assigned_to)
+                    .bind(&u.note)
+                    .bind(u.at_ms)
+                    .bind(u.at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tracking(&self, run_id: Uuid) -> Result<Vec<TrackRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM tracking WHERE run_id = ? ORDER BY task_id IS NOT NULL, id")
+                .bind(run_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(track_from_row).collect()
+    }
 }
 
 #[cfg(test)]
@@ -515,6 +788,7 @@ mod tests {
             }],
             tasks: vec![done.clone()],
             run_status: Some((RunStatus::Succeeded, Some(3_000))),
+            episodes: Vec::new(),
         };
         store.commit(id, &batch).await.unwrap();
 
@@ -590,5 +864,352 @@ mod tests {
             store.request_cancel(Uuid::now_v7()).await,
             Err(StoreError::NoSuchRun(_))
         ));
+    }
+
+    fn episode(run_id: Uuid, task_id: &str, name: &str, finished_at_ms: i64) -> EpisodeRecord {
+        EpisodeRecord {
+            id: 0,
+            run_id,
+            task_id: task_id.into(),
+            attempt: 1,
+            name: name.into(),
+            task_type: "development".into(),
+            status: TaskStatus::Succeeded,
+            agent: Some("dev".into()),
+            output: None,
+            log_tail: None,
+            error: None,
+            duration_ms: 1_500,
+            finished_at_ms,
+        }
+    }
+
+    /// A store with one run, and that run's id.
+    async fn store_with_run() -> (SqliteStore, Uuid) {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let id = Uuid::now_v7();
+        store
+            .create_run(&run_record(id), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        (store, id)
+    }
+
+    async fn names(store: &SqliteStore, query: &str, limit: u32) -> Vec<String> {
+        store
+            .search_episodes(query, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.episode.name)
+            .collect()
+    }
+
+    /// FTS5's own check that the index matches the `episodes` table.
+    async fn assert_index_in_sync(store: &SqliteStore) {
+        sqlx::query("INSERT INTO episodes_fts (episodes_fts, rank) VALUES ('integrity-check', 1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn episodes_committed_with_a_batch_are_searchable() {
+        let (store, id) = store_with_run().await;
+        let mut failed = episode(id, "b", "Write the login page", 3_000);
+        failed.status = TaskStatus::Failed;
+        failed.attempt = 2;
+        failed.error = Some("connection refused by the backend".into());
+        failed.log_tail = Some("npm ERR!\nexit 1".into());
+        failed.output = Some(serde_json::json!({"files": ["a.rs"]}));
+        let batch = Batch {
+            tasks: vec![TaskRecord::pending("b", 0, "Write the login page")],
+            episodes: vec![episode(id, "a", "Design the schema", 2_000), failed.clone()],
+            ..Batch::default()
+        };
+        assert!(!batch.is_empty());
+        store.commit(id, &batch).await.unwrap();
+
+        let hits = store.search_episodes("login", 5).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert!(hits[0].score > 0.0, "{}", hits[0].score);
+        assert!(hits[0].episode.id > 0);
+        assert_eq!(
+            EpisodeRecord {
+                id: hits[0].episode.id,
+                ..failed
+            },
+            hits[0].episode
+        );
+        // Errors are searched too; case does not matter.
+        assert_eq!(names(&store, "REFUSED", 5).await, ["Write the login page"]);
+        // Log tails and outputs are not.
+        assert!(names(&store, "npm", 5).await.is_empty());
+        assert!(names(&store, "nothing-like-it", 5).await.is_empty());
+
+        let one = store
+            .record_episode(&episode(id, "c", "Design the API", 4_000))
+            .await
+            .unwrap();
+        let hits = store.search_episodes("design", 5).await.unwrap();
+        assert_eq!(hits[0].episode.id, one, "ties go to the newest");
+        assert_eq!(hits[1].episode.name, "Design the schema");
+        assert_index_in_sync(&store).await;
+    }
+
+    #[tokio::test]
+    async fn more_matching_words_in_the_name_rank_higher() {
+        let (store, id) = store_with_run().await;
+        // A small but ordinary history: several reviews, one other database task.
+        let typed = |task_id: &str, name: &str, task_type: &str, at: i64| EpisodeRecord {
+            task_type: task_type.into(),
+            ..episode(id, task_id, name, at)
+        };
+        for ep in [
+            typed("o", "Optimize database indexes", "refactoring", 1_000),
+            typed("r", "Review the release notes", "review", 9_000),
+            typed("l", "Review the login flow", "review", 8_000),
+            typed("d", "Document the database", "documentation", 2_000),
+            typed("w", "Write the login page", "development", 3_000),
+            typed("c", "Add a cache", "development", 4_000),
+            typed("f", "Fix flaky tests", "testing", 5_000),
+            typed("u", "Upgrade the compiler", "development", 6_000),
+        ] {
+            store.record_episode(&ep).await.unwrap();
+        }
+        let hits = store
+            .search_episodes("Review database indexes", 10)
+            .await
+            .unwrap();
+        let names: Vec<_> = hits.iter().map(|h| h.episode.name.as_str()).collect();
+        assert_eq!(names[0], "Optimize database indexes", "{names:?}");
+        assert_eq!(names.len(), 4, "{names:?}");
+        for only_review in ["Review the release notes", "Review the login flow"] {
+            assert!(names.contains(&only_review), "{names:?}");
+        }
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+
+    fn short(s: &str) -> String {
+        s.chars().take(40).collect()
+    }
+
+    #[tokio::test]
+    async fn no_query_is_a_syntax_error() {
+        let (store, id) = store_with_run().await;
+        store
+            .record_episode(&episode(id, "a", "Fix: the AND-gate \"NEAR\" bug (x*2)", 1))
+            .await
+            .unwrap();
+        let many = "fix ".repeat(5_000) + &(0..5_000).map(|i| format!("w{i} ")).collect::<String>();
+        for query in [
+            "",
+            "   ",
+            ":",
+            "-",
+            "\"",
+            "\"\"\"",
+            "AND",
+            "OR",
+            "NOT",
+            "NEAR",
+            "NEAR(a b)",
+            "a AND",
+            "*",
+            "a*",
+            "(",
+            ")",
+            "name:fix",
+            "-fix",
+            "^fix",
+            "+",
+            "🎉",
+            "🎉 fix 🎉",
+            "ि",
+            "\u{0301}",
+            "\0",
+            "Ⅷ ⅷ",
+            "x'; DROP TABLE episodes; --",
+            &many,
+        ] {
+            let hits = store.search_episodes(query, 5).await;
+            assert!(hits.is_ok(), "{:?}: {hits:?}", short(query));
+        }
+        assert!(names(&store, "", 5).await.is_empty());
+        assert!(names(&store, "🎉", 5).await.is_empty());
+        for query in [
+            "AND",
+            "near",
+            "fix:",
+            "\"bug\"",
+            "gate-keeping",
+            "x*2",
+            &many,
+        ] {
+            assert_eq!(names(&store, query, 5).await.len(), 1, "{:?}", short(query));
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_is_respected_and_ties_go_to_the_newest() {
+        let (store, id) = store_with_run().await;
+        for i in 0..20 {
+            store
+                .record_episode(&episode(id, &format!("t{i}"), "Build it", i64::from(i)))
+                .await
+                .unwrap();
+        }
+        let hits = store.search_episodes("build", 5).await.unwrap();
+        let ids: Vec<_> = hits.iter().map(|h| h.episode.task_id.as_str()).collect();
+        assert_eq!(ids, ["t19", "t18", "t17", "t16", "t15"]);
+        assert!(store.search_episodes("build", 0).await.unwrap().is_empty());
+        assert_eq!(store.search_episodes("build", 100).await.unwrap().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn words_in_most_episodes_only_fill_up_the_list() {
+        let (store, id) = store_with_run().await;
+        for i in 0..10 {
+            store
+                .record_episode(&episode(id, &format!("t{i}"), "Tidy the code", i))
+                .await
+                .unwrap();
+        }
+        for (i, name) in ["Build the API", "Build the CLI"].into_iter().enumerate() {
+            store
+                .record_episode(&episode(id, name, name, 100 + i as i64))
+                .await
+                .unwrap();
+        }
+        // `the` is in every episode: the builds come first, then the newest others.
+        let found = names(&store, "build the docs", 4).await;
+        assert_eq!(
+            found,
+            [
+                "Build the CLI",
+                "Build the API",
+                "Tidy the code",
+                "Tidy the code"
+            ]
+        );
+        let hits = store.search_episodes("build the docs", 4).await.unwrap();
+        assert_eq!(hits[2].episode.task_id, "t9");
+        assert_eq!(
+            names(&store, "build the", 2).await,
+            ["Build the CLI", "Build the API"]
+        );
+        assert_eq!(names(&store, "the", 20).await.len(), 12);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_run_deletes_its_episodes_from_the_index() {
+        let (store, gone) = store_with_run().await;
+        let kept = Uuid::now_v7();
+        store
+            .create_run(&run_record(kept), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        store
+            .record_episode(&episode(gone, "a", "Deploy the service", 1))
+            .await
+            .unwrap();
+        store
+            .record_episode(&episode(kept, "a", "Deploy the docs", 2))
+            .await
+            .unwrap();
+        assert_eq!(names(&store, "deploy", 5).await.len(), 2);
+        sqlx::query("DELETE FROM runs WHERE run_id = ?")
+            .bind(gone.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(names(&store, "deploy", 5).await, ["Deploy the docs"]);
+        assert!(names(&store, "service", 5).await.is_empty());
+        // Renaming an episode moves it in the index too.
+        sqlx::query("UPDATE episodes SET name = 'Publish the docs'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(names(&store, "deploy", 5).await.is_empty());
+        assert_eq!(names(&store, "publish", 5).await, ["Publish the docs"]);
+        assert_index_in_sync(&store).await;
+    }
+
+    #[tokio::test]
+    async fn an_episode_of_an_unknown_run_is_refused() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let err = store
+            .record_episode(&episode(Uuid::now_v7(), "a", "A", 1))
+            .await;
+        assert!(matches!(err, Err(StoreError::Database(_))), "{err:?}");
+        assert!(names(&store, "a", 5).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn tracking_links_every_task_to_one_workflow_record() {
+        let (store, id) = store_with_run().await;
+        assert!(store.tracking(id).await.unwrap().is_empty());
+        // A task update first: the workflow record is created, titled after the workflow.
+        let mut started = TrackUpdate::task("b", "Build", "running", 10);
+        started.assigned_to = Some("dev".into());
+        store.track(id, &[started]).await.unwrap();
+        let records = store.tracking(id).await.unwrap();
+        assert_eq!(records.len(), 2);
+        let (wf, b) = (&records[0], &records[1]);
+        assert_eq!(wf.task_id, None);
+        assert_eq!(wf.parent_id, None);
+        assert_eq!(wf.title, "Workflow");
+        assert_eq!(wf.status, "running");
+        assert_eq!(b.parent_id, Some(wf.id));
+        assert_eq!(b.assigned_to.as_deref(), Some("dev"));
+
+        let mut progress = TrackUpdate::task("b", "Build", "running", 20);
+        progress.progress = Some(0.5);
+        let mut done = TrackUpdate::task("b", "Build", "succeeded", 30);
+        done.progress = Some(1.0);
+        let mut failed = TrackUpdate::task("a", "Analyse", "failed", 25);
+        failed.note = Some("exit 1".into());
+        let finished = TrackUpdate::workflow("Workflow", "failed", 40);
+        store
+            .track(id, &[progress, failed, done, finished])
+            .await
+            .unwrap();
+        let records = store.tracking(id).await.unwrap();
+        let tasks: Vec<_> = records.iter().map(|r| r.task_id.as_deref()).collect();
+        assert_eq!(tasks, [None, Some("b"), Some("a")]);
+        assert_eq!(records[0].id, wf.id);
+        assert_eq!(records[0].status, "failed");
+        assert_eq!(records[0].updated_at_ms, 40);
+        let b = &records[1];
+        assert_eq!(b.status, "succeeded");
+        assert_eq!(b.progress, Some(1.0));
+        assert_eq!(b.assigned_to.as_deref(), Some("dev"), "kept when not given");
+        assert_eq!((b.created_at_ms, b.updated_at_ms), (10, 30));
+        assert_eq!(records[2].note.as_deref(), Some("exit 1"));
+        assert!(records[1..].iter().all(|r| r.parent_id == Some(wf.id)));
+        // Still one workflow record, whatever updates it.
+        let dup = sqlx::query(
+            "INSERT INTO tracking (run_id, title, status, created_at_ms, updated_at_ms)
+             VALUES (?, 'x', 'x', 0, 0)",
+        )
+        .bind(id.to_string())
+        .execute(&store.pool)
+        .await;
+        assert!(dup.is_err());
+    }
+
+    #[tokio::test]
+    async fn tracking_an_unknown_run_fails_and_writes_nothing() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let id = Uuid::now_v7();
+        let err = store
+            .track(id, &[TrackUpdate::task("a", "A", "running", 1)])
+            .await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchRun(r)) if r == id),
+            "{err:?}"
+        );
+        assert!(store.tracking(id).await.unwrap().is_empty());
+        store.track(id, &[]).await.unwrap();
     }
 }

@@ -62,15 +62,15 @@ def main():
     common.log(f"{task['name']} (attempt {req['attempt']})")
     common.progress(0.2)
     if task["id"] == "design":
-        common.write("docs/api.md", DESIGN)
+        common.write("src/api/DESIGN.md", DESIGN)
         common.progress(1.0)
-        common.output({"files": ["docs/api.md"], "endpoints": ["POST /login", "POST /logout"]})
+        common.output({"files": ["src/api/DESIGN.md"], "endpoints": ["POST /login", "POST /logout"]})
     elif task["id"] == "implement":
         design = req["upstream"].get("design") or {}
         common.log(f"implementing {', '.join(design.get('endpoints', []))}")
-        common.write("src/auth.py", MODULE)
+        common.write("src/api/auth.py", MODULE)
         common.progress(1.0)
-        common.output({"files": ["src/auth.py"], "module": "auth"})
+        common.output({"files": ["src/api/auth.py"], "module": "auth"})
     else:
         common.fail(f"dev-1 does not know how to do task {task['id']!r}")
 

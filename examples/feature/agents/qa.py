@@ -10,7 +10,7 @@ import common
 TESTS = '''import sys
 import unittest
 
-sys.path.insert(0, "src")
+sys.path.insert(0, "src/api")
 from auth import Auth, AuthError  # noqa: E402
 
 

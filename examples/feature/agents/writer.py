@@ -24,7 +24,7 @@ token = auth.login("ada", "s3cret")
 auth.logout(token)
 ```
 
-See `docs/api.md` for the HTTP API.
+See `src/api/DESIGN.md` for the HTTP API.
 """
     common.write("docs/auth.md", text)
     common.progress(1.0)

@@ -7,6 +7,7 @@ use axon_core::agents::{AgentSpec, parse_agents};
 use axon_core::format::Format;
 use axon_core::model::RunStatus;
 use axon_engine::command::CommandAgent;
+use axon_engine::cortex::LocalCortex;
 use axon_engine::pool::{AgentPool, PoolAgent};
 use axon_engine::{Engine, EngineError, RunHandle, RunOptions, RunReport, RunSource};
 use axon_store::Store;
@@ -17,6 +18,15 @@ use crate::input::{check_workflow, load_agents, load_agents_with_text};
 use crate::output::{plural, print_report, print_stdout};
 use crate::state::{chain, db_path, open, run_id_arg};
 use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
+
+/// The engine of `run` and `resume`: durable state in `store`, and the embedded Cortex
+/// (git worktree sessions, episodes and tracking in the same database).
+fn engine(pool: AgentPool, store: &Arc<axon_store::SqliteStore>) -> Engine {
+    let store = Arc::clone(store) as Arc<dyn Store>;
+    Engine::new(pool)
+        .with_store(Arc::clone(&store))
+        .with_cortex(Arc::new(LocalCortex::new(store)))
+}
 
 /// Builds the runtime the engine runs on (the dispatcher runs on its workers).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -104,12 +114,13 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
     let db = db_path(db, &workspace);
     let json = args.json;
     let metrics_addr = args.metrics_addr;
+    let merge_into = args.merge_into.clone();
     runtime()?.block_on(async move {
         let store = Arc::new(open(&db).await?);
         if let Some(addr) = metrics_addr {
             serve_metrics(addr)?;
         }
-        let engine = Engine::new(pool).with_store(Arc::clone(&store) as Arc<dyn Store>);
+        let engine = engine(pool, &store);
         let events = engine.bus().subscribe();
         let total = parsed.workflow.tasks.len();
         let handle = match engine
@@ -118,6 +129,7 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
                 RunOptions {
                     workspace,
                     source: Some(source),
+                    merge_into,
                 },
             )
             .await
@@ -138,6 +150,7 @@ pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
     let db = db_path(db, &std::env::current_dir()?);
     let agents_arg = args.agents.clone();
     let json = args.json;
+    let merge_into = args.merge_into.clone();
     runtime()?.block_on(async move {
         let store = Arc::new(crate::state::open_existing(&db).await?);
         let Some(run) = store
@@ -195,10 +208,10 @@ pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
                 return Ok(Status::Invalid);
             }
         };
-        let engine = Engine::new(pool).with_store(Arc::clone(&store) as Arc<dyn Store>);
+        let engine = engine(pool, &store);
         let events = engine.bus().subscribe();
         let total = axon_engine::engine::read_stored_workflow(&run).map_or(0, |w| w.tasks.len());
-        let handle = match engine.resume(run_id, None, None).await {
+        let handle = match engine.resume(run_id, None, None, merge_into).await {
             Ok(h) => h,
             Err(e) => return Ok(engine_failure(&e)),
         };
@@ -295,6 +308,7 @@ pub fn view_of_report(report: &RunReport) -> RunView {
         duration_secs: (finished - report.created_at_ms).max(0) as f64 / 1000.0,
         tasks: report.tasks.iter().map(TaskView::from_report).collect(),
         metrics: Some(report.totals),
+        tracking: None,
     }
 }
 

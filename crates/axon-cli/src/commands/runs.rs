@@ -15,7 +15,7 @@ use crate::cli::{RunsArgs, StatusArgs};
 use crate::commands::run::{counts_text, runtime};
 use crate::output::print_stdout;
 use crate::state::{chain, db_path, open_existing, run_id_arg};
-use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
+use crate::summary::{RunView, TaskView, TrackView, WorkflowView, human, now_ms};
 
 #[derive(Serialize)]
 struct RunLine {
@@ -99,6 +99,7 @@ pub fn status(args: &StatusArgs, db: Option<&Path>) -> anyhow::Result<Status> {
         } else {
             let mut t = format!("{} ({})\n\n", view.workflow.name, view.workflow.id);
             t.push_str(&human(&view));
+            t.push_str(&tracking_line(view.tracking.as_deref().unwrap_or_default()));
             print_stdout(&t)?;
         }
         Ok(Status::Success)
@@ -122,6 +123,10 @@ pub async fn load_view(store: &dyn Store, run_id: Uuid) -> anyhow::Result<Option
         .tasks(run_id)
         .await
         .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    let tracking = store
+        .tracking(run_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
     let end = run.finished_at_ms.unwrap_or_else(now_ms);
     Ok(Some(RunView {
         run_id,
@@ -138,5 +143,31 @@ pub async fn load_view(store: &dyn Store, run_id: Uuid) -> anyhow::Result<Option
             .map(|t| TaskView::from_report(&TaskReport::from_record(t, Vec::new())))
             .collect(),
         metrics: None,
+        tracking: Some(tracking.into_iter().map(TrackView::of).collect()),
     }))
+}
+
+/// One line on the run's tracking records: the workflow record and its subtasks by status.
+fn tracking_line(records: &[TrackView]) -> String {
+    let Some(workflow) = records.iter().find(|r| r.task_id.is_none()) else {
+        return String::new();
+    };
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut linked = 0;
+    for r in records.iter().filter(|r| r.task_id.is_some()) {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+        linked += usize::from(r.parent_id == Some(workflow.id));
+    }
+    let by_status: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!(
+        "tracking: workflow record #{} ({}), {linked} linked subtask{}{}\n",
+        workflow.id,
+        workflow.status,
+        if linked == 1 { "" } else { "s" },
+        if by_status.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", by_status.join(", "))
+        }
+    )
 }

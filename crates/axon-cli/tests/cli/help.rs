@@ -17,7 +17,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn top_level_help_has_examples_and_lists_the_commands() {
     let text = help(&["--help"]);
-    for command in ["validate", "plan", "schema"] {
+    for command in ["validate", "plan", "schema", "episodes"] {
         assert!(text.contains(command), "{command} missing\n{text}");
     }
     assert!(
@@ -28,7 +28,7 @@ fn top_level_help_has_examples_and_lists_the_commands() {
 
 #[test]
 fn every_subcommand_help_has_examples() {
-    for command in ["validate", "plan", "schema"] {
+    for command in ["validate", "plan", "schema", "episodes"] {
         let text = help(&[command, "--help"]);
         assert!(text.contains(&format!("axon {command}")), "{text}");
         assert_eq!(text, help(&["help", command]), "`help {command}` differs");
@@ -41,6 +41,7 @@ fn help_mentions_the_exit_codes() {
         &["--help"][..],
         &["validate", "--help"],
         &["plan", "--help"],
+        &["episodes", "search", "--help"],
     ] {
         let text = help(args);
         assert!(text.contains("Exit codes:"), "{args:?}\n{text}");

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod episodes;
 mod help;
 mod metrics;
 mod plan;
@@ -14,6 +15,7 @@ mod resume;
 mod robustness;
 mod run;
 mod schema;
+mod sessions;
 mod stdin;
 mod validate;
 

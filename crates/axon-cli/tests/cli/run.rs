@@ -794,8 +794,8 @@ fn the_shipped_example_runs() {
         .unwrap();
     assert_exit(&out, 0);
     for file in [
-        "docs/api.md",
-        "src/auth.py",
+        "src/api/DESIGN.md",
+        "src/api/auth.py",
         "tests/test_auth.py",
         "docs/auth.md",
     ] {

@@ -40,7 +40,7 @@ fn sh_engine(script: &str, env: BTreeMap<String, String>, grace: Duration) -> En
 fn in_dir(dir: &TempDir) -> RunOptions {
     RunOptions {
         workspace: dir.path().to_owned(),
-        source: None,
+        ..RunOptions::default()
     }
 }
 

@@ -4,10 +4,12 @@
 //!
 //! One binary for the crate (STYLE.md §7); each module covers one area.
 
+mod bridge;
 mod cancel;
 mod command;
 mod common;
 mod dispatch;
 mod events;
 mod failures;
+mod git;
 mod store;

@@ -115,7 +115,7 @@ fn run_until_crash(db: &Path, workspace: &Path, workflow: Workflow, log: &Log) -
             let mut rx = engine.bus().subscribe();
             let opts = RunOptions {
                 workspace,
-                source: None,
+                ..RunOptions::default()
             };
             let handle = engine.start(workflow, opts).await.expect("the run starts");
             wait_until_only_hang_runs(&mut rx).await;
@@ -160,7 +160,7 @@ async fn resume_after_a_crash_finishes_the_run_without_repeating_succeeded_tasks
     let engine = Engine::new(logging_pool(&log, false)).with_store(store.clone());
     let mut rx = engine.bus().subscribe();
     let handle = engine
-        .resume(run_id, Some(workflow.clone()), None)
+        .resume(run_id, Some(workflow.clone()), None, None)
         .await
         .unwrap();
     assert_eq!(handle.run_id, run_id);
@@ -227,7 +227,7 @@ async fn resume_after_a_crash_finishes_the_run_without_repeating_succeeded_tasks
     );
 
     // Nothing is left to resume.
-    match engine.resume(run_id, Some(workflow), None).await {
+    match engine.resume(run_id, Some(workflow), None, None).await {
         Err(EngineError::AlreadyFinished { run_id: r, status }) => {
             assert_eq!(r, run_id);
             assert_eq!(status, RunStatus::Succeeded);
@@ -305,7 +305,10 @@ async fn resume_respects_the_lease_of_a_live_holder() {
 
     let log: Log = Arc::default();
     let engine = Engine::new(logging_pool(&log, false)).with_store(store.clone());
-    match engine.resume(run_id, Some(workflow.clone()), None).await {
+    match engine
+        .resume(run_id, Some(workflow.clone()), None, None)
+        .await
+    {
         Err(EngineError::Held {
             run_id: r,
             host,
@@ -337,7 +340,7 @@ async fn resume_respects_the_lease_of_a_live_holder() {
     let report = within(
         secs(20),
         engine
-            .resume(run_id, Some(workflow.clone()), None)
+            .resume(run_id, Some(workflow.clone()), None, None)
             .await
             .unwrap()
             .wait(),
@@ -349,7 +352,9 @@ async fn resume_respects_the_lease_of_a_live_holder() {
     assert_eq!(seen_of(&log, "b").len(), 1);
 
     assert!(matches!(
-        engine.resume(Uuid::now_v7(), Some(workflow), None).await,
+        engine
+            .resume(Uuid::now_v7(), Some(workflow), None, None)
+            .await,
         Err(EngineError::NoSuchRun(_))
     ));
 }
