@@ -31,6 +31,9 @@ pub struct RunView {
     /// per task linked to it by `parent_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking: Option<Vec<TrackView>>,
+    /// What failed after the tasks were over (e.g. `--merge-into` refused); absent if nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_error: Option<String>,
 }
 
 /// A tracking record as shown to users.

@@ -24,6 +24,10 @@ pub struct RunReport {
     pub tasks: Vec<TaskReport>,
     /// Counts of this engine's part of the run.
     pub totals: RunTotals,
+    /// What could not be done once the tasks were over (for example `merge_into` refused
+    /// because the branch is checked out with local changes); the run's status is the
+    /// tasks', but a caller that asked for it should treat this as a failure.
+    pub finish_error: Option<String>,
 }
 
 /// One task's outcome.

@@ -1113,6 +1113,7 @@ impl RunLoop {
         self.tick();
         let finished_at = self.now_ms;
         let duration = self.started.elapsed();
+        let mut finish_error = None;
         if let Some(bridge) = self.cx.bridge.clone() {
             // Every outcome is committed: what sessions left for a resume can go now.
             if let Err(e) = bridge.run.repair(&self.kept_sessions()).await {
@@ -1129,13 +1130,16 @@ impl RunLoop {
                         self.emit(None, None, EventKind::RunNotice { message });
                     }
                 }
-                Err(e) => self.emit(
-                    None,
-                    None,
-                    EventKind::RunNotice {
-                        message: format!("error: {e}"),
-                    },
-                ),
+                Err(e) => {
+                    self.emit(
+                        None,
+                        None,
+                        EventKind::RunNotice {
+                            message: format!("error: {e}"),
+                        },
+                    );
+                    finish_error = Some(e.message);
+                }
             }
         }
         self.batch.run_status = Some((status, Some(finished_at)));
@@ -1190,6 +1194,7 @@ impl RunLoop {
                 .map(|t| TaskReport::from_record(t.rec, t.log_tail))
                 .collect(),
             totals,
+            finish_error,
         })
     }
 }

@@ -290,6 +290,12 @@ fn report_run(report: &RunReport, json: bool) -> anyhow::Result<Status> {
         text.push('\n');
         print_stdout(&text)?;
     }
+    if let Some(e) = &report.finish_error {
+        eprintln!("axon: error: {e}");
+        if report.status == RunStatus::Succeeded {
+            return Ok(Status::Failed);
+        }
+    }
     Ok(Status::of_run(report.status))
 }
 
@@ -309,6 +315,7 @@ pub fn view_of_report(report: &RunReport) -> RunView {
         tasks: report.tasks.iter().map(TaskView::from_report).collect(),
         metrics: Some(report.totals),
         tracking: None,
+        finish_error: report.finish_error.clone(),
     }
 }
 

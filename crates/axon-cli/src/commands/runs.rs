@@ -144,6 +144,7 @@ pub async fn load_view(store: &dyn Store, run_id: Uuid) -> anyhow::Result<Option
             .collect(),
         metrics: None,
         tracking: Some(tracking.into_iter().map(TrackView::of).collect()),
+        finish_error: None,
     }))
 }
 

@@ -1386,3 +1386,78 @@ esac"#,
     );
     repo.assert_no_leftovers(&run);
 }
+
+/// `--merge-into BRANCH`: a branch that is not checked out is fast-forwarded to the run's
+/// branch; the checked-out branch is merged into when its working tree is clean, and refused
+/// (exit 1, a message naming it, the branch unchanged) when it has local changes.
+#[test]
+fn merge_into_brings_a_branch_up_to_the_run_or_refuses_a_dirty_checkout() {
+    let repo = Repo::new();
+    repo.init(&[("README.md", "hello\n")]);
+    repo.git(&["branch", "feature"]);
+    repo.sh_agent(1, r#"echo "$AXON_TASK_ID" > "out-$AXON_TASK_ID.txt""#);
+    let wf = repo.workflow("wf.yaml", &workflow_yaml("Merge", "", &[("a", "")]));
+    let with_merge = |branch: &str| {
+        let mut args = repo.run_args(&wf);
+        args.push("--merge-into".into());
+        args.push(branch.into());
+        axon()
+            .args(args)
+            .current_dir(&repo.tools)
+            .env_remove("AXON_DB")
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap()
+    };
+
+    // Not checked out: fast-forwarded, the checkout untouched.
+    let out = with_merge("feature");
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("fast-forwarded `feature`"),
+        "{}",
+        stderr(&out)
+    );
+    let run = run_id(&summary(&out));
+    assert_eq!(
+        repo.git(&["rev-parse", "feature"]),
+        repo.git(&["rev-parse", &integration(&run)])
+    );
+    assert_eq!(
+        repo.git(&["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
+    assert!(!repo.dir.join("out-a.txt").exists());
+
+    // Checked out with a local change to a tracked file: refused, nothing changed.
+    let main_before = repo.git(&["rev-parse", "main"]);
+    repo.write("README.md", "edited\n");
+    let out = with_merge("main");
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("axon: error:") && err.contains("`main`"),
+        "{err}"
+    );
+    assert!(err.contains("local changes"), "{err}");
+    assert_eq!(summary(&out)["status"], "succeeded");
+    assert_eq!(repo.git(&["rev-parse", "main"]), main_before);
+    assert_eq!(
+        std::fs::read_to_string(repo.dir.join("README.md")).unwrap(),
+        "edited\n"
+    );
+
+    // Checked out and clean: merged, and the checkout shows the run's work.
+    repo.git(&["checkout", "--quiet", "--", "README.md"]);
+    let out = with_merge("main");
+    assert_exit(&out, 0);
+    let run = run_id(&summary(&out));
+    assert_eq!(
+        repo.git(&["rev-parse", "main"]),
+        repo.git(&["rev-parse", &integration(&run)])
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.dir.join("out-a.txt")).unwrap(),
+        "a\n"
+    );
+}
