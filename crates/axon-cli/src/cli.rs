@@ -174,7 +174,7 @@ pub enum EpisodesCommand {
     #[command(after_help = "\
 Every finished task attempt is recorded as an episode: task name, type, status, agent, output,
 error, log tail, duration. The query is split into words (letters and digits; case does not
-matter) and an episode matches when any word is in its task name, task type or error. Matches
+matter) and an episode matches when any word is in its task name or error. Matches
 are ranked by bm25, a task name match weighing most; ties go to the newest. Query syntax is not
 interpreted: `AND`, `-`, `:`, quotes and `*` are ordinary text (put a query that starts with
 `-` after `--`). This is the search the engine

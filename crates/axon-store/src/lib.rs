@@ -307,8 +307,8 @@ pub trait Store: Send + Sync + 'static {
     /// Past episodes matching any word of `query`, best first, at most `limit`.
     ///
     /// The query is split into words (runs of letters and digits, lowercased; at most
-    /// [`MAX_QUERY_WORDS`]), and an episode matches when any word is in its task name, task
-    /// type or error. Scores are bm25 with the name weighing most (higher is better); ties
+    /// [`MAX_QUERY_WORDS`]), and an episode matches when any word is in its task name or
+    /// error. Scores are bm25 with the name weighing most (higher is better); ties
     /// go to the most recently recorded episode. (A word found in at least half of all
     /// episodes, like `the` in task names, has no bm25 weight: episodes it alone matches
     /// come last, and are only looked for when the other words find fewer than `limit`.)

@@ -106,12 +106,12 @@ impl SqliteStore {
         let Some(fts) = fts_query(words) else {
             return Ok(Vec::new());
         };
-        // Ranked inside the FTS table (bm25 weights of the columns name, task_type, error: a
-        // name match outweighs anything else), and only the best `limit` joined with their
-        // rows. Ties go to the newest: ids grow as episodes are recorded.
+        // Ranked inside the FTS table (bm25 weights of the columns name and error: a name
+        // match outweighs an error match), and only the best `limit` joined with their rows.
+        // Ties go to the newest: ids grow as episodes are recorded.
         let rows = sqlx::query(
             "SELECT e.*, hit.rank FROM (
-                 SELECT rowid AS id, bm25(episodes_fts, 10.0, 2.0, 1.0) AS rank
+                 SELECT rowid AS id, bm25(episodes_fts, 10.0, 1.0) AS rank
                  FROM episodes_fts WHERE episodes_fts MATCH ?
                  ORDER BY rank, rowid DESC LIMIT ?
              ) AS hit JOIN episodes e ON e.id = hit.id
