@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// refactoring, custom) written in YAML or JSON. Axon validates it, plans it (order,
 /// parallel levels, critical path), and runs it on your agents: each task as soon as its
 /// prerequisites succeeded and a capable agent is free, with retries, timeouts, and durable
-/// state that `axon resume` continues after a crash.
+/// state that `axon resume` continues after a crash. In a git repository each task attempt
+/// works in its own worktree, and its changes merge into the run's branch `axon/RUN_ID`;
+/// episodes of similar past tasks are given to agents as context.
 #[derive(Debug, Parser)]
 #[command(
     name = "axon",
