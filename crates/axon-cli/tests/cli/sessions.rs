@@ -1461,3 +1461,51 @@ fn merge_into_brings_a_branch_up_to_the_run_or_refuses_a_dirty_checkout() {
         "a\n"
     );
 }
+
+/// A workspace below the repository's root: each task works in the same subdirectory of its
+/// worktree, its scope is relative to the workspace, and its files land in that subdirectory.
+#[test]
+fn a_workspace_below_the_repository_root_keeps_its_place() {
+    let repo = Repo::new();
+    repo.init(&[("README.md", "root\n"), ("sub/keep.txt", "keep\n")]);
+    repo.sh_agent(
+        1,
+        r#"pwd -P > "$TOOLS/cwd.$AXON_TASK_ID"
+case "$AXON_TASK_ID" in
+  ok) echo ok > ok.txt ;;
+  out) echo no > ../outside.txt ;;
+esac"#,
+    );
+    let wf = repo.workflow(
+        "wf.yaml",
+        &workflow_yaml(
+            "Sub",
+            "",
+            &[("ok", "scope: [ok.txt]"), ("out", "scope: [ok.txt]")],
+        ),
+    );
+    let mut args = repo.run_args(&wf);
+    let ws = args.iter().position(|a| a == "--workspace").unwrap() + 1;
+    args[ws] = repo.dir.join("sub").into();
+    let out = axon()
+        .args(args)
+        .current_dir(&repo.tools)
+        .env_remove("AXON_DB")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let s = summary(&out);
+    assert_eq!(task(&s, "ok")["status"], "succeeded", "{s:#}");
+    let cwd = repo.read_tool("cwd.ok");
+    assert!(cwd.trim_end().ends_with("/ok/1/sub"), "{cwd}");
+    let out_task = task(&s, "out");
+    assert_eq!(out_task["error_kind"], "scope_violation", "{s:#}");
+    assert!(
+        out_task["error"].as_str().unwrap().contains("outside.txt"),
+        "{out_task:#}"
+    );
+    let files = repo.files_at(&integration(&run_id(&s)));
+    assert!(files.contains("sub/ok.txt"), "{files:?}");
+    assert!(!files.contains("outside.txt"), "{files:?}");
+}

@@ -61,6 +61,19 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// `scope` with its paths made relative to the repository's root, for a workspace at `prefix`
+/// below it. An empty writable list stays empty (anything may change).
+fn rooted(scope: &SessionScope, prefix: &str) -> SessionScope {
+    if prefix.is_empty() {
+        return scope.clone();
+    }
+    let root = |p: &String| format!("{prefix}/{}", p.trim_start_matches("./"));
+    SessionScope {
+        paths: scope.paths.iter().map(root).collect(),
+        read_only_paths: scope.read_only_paths.iter().map(root).collect(),
+    }
+}
+
 #[async_trait]
 impl CortexBridge for LocalCortex {
     async fn open_run(&self, run: &RunInfo) -> Result<Arc<dyn RunBridge>, BridgeError> {
@@ -150,7 +163,7 @@ struct LocalRun {
 impl LocalRun {
     fn worktree(&self, sessions: &RunSessions, session: &Session) -> Worktree {
         Worktree {
-            path: session.dir.clone(),
+            path: sessions.worktree_path(&session.task_id, session.attempt),
             branch: sessions.task_branch(&session.task_id, session.attempt),
             base: session.base.clone().unwrap_or_default(),
             task_id: session.task_id.clone(),
@@ -197,10 +210,18 @@ impl RunBridge for LocalRun {
             });
         };
         let wt = sessions.create(task_id, attempt).await.map_err(git_error)?;
+        // A workspace below the repository's root: the task works in the same place of its
+        // worktree.
+        let prefix = sessions.repo().prefix();
+        let dir = if prefix.is_empty() {
+            wt.path
+        } else {
+            wt.path.join(prefix)
+        };
         Ok(Session {
             task_id: task_id.to_owned(),
             attempt,
-            dir: wt.path,
+            dir,
             isolated: true,
             base: Some(wt.base),
         })
@@ -216,7 +237,8 @@ impl RunBridge for LocalRun {
         };
         let wt = self.worktree(sessions, session);
         let changed = sessions.changed_files(&wt).await.map_err(git_error)?;
-        let bad = violations(&changed, scope);
+        // Scope paths are relative to the workspace; changed files to the repository's root.
+        let bad = violations(&changed, &rooted(scope, sessions.repo().prefix()));
         if !bad.is_empty() {
             return Err(BridgeError::new(
                 ErrorType::ScopeViolation,
