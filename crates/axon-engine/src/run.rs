@@ -27,7 +27,6 @@ use tokio::sync::oneshot;
 // Durations come from tokio's clock (paused in tests), like every timer of the run.
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::agent::{
@@ -160,7 +159,6 @@ pub(crate) struct RunLoop {
     ready: Vec<BinaryHeap<(ReadyKey, u32)>>,
     tx: UnboundedSender<Msg>,
     rx: UnboundedReceiver<Msg>,
-    tracker: TaskTracker,
     running: usize,
     waiting_retry: usize,
     stop: Option<Stop>,
@@ -242,7 +240,6 @@ impl RunLoop {
             ready,
             tx,
             rx,
-            tracker: TaskTracker::new(),
             running: 0,
             waiting_retry: 0,
             stop: None,
@@ -597,7 +594,9 @@ impl RunLoop {
             .cx
             .workflow
             .context_limit_for(&self.cx.workflow.tasks[i]);
-        self.tracker.spawn(async move {
+        // Attempts are not tracked apart: each one's last act is its `Finished` message, and
+        // the run ends only when every attempt has reported.
+        tokio::spawn(async move {
             let result = match bridge {
                 None => run_attempt(agent.as_ref(), req, progress, token, timeout).await,
                 Some(bridge) => {
@@ -609,7 +608,8 @@ impl RunLoop {
                         timeout,
                         context_limit,
                     };
-                    run_in_session(&bridge, attempt, &tx).await
+                    // Boxed: sessions' bigger state is not carried by every attempt's task.
+                    Box::pin(run_in_session(&bridge, attempt, &tx)).await
                 }
             };
             if result.is_err() {
@@ -623,6 +623,19 @@ impl RunLoop {
                 result,
             });
         });
+    }
+
+    /// Waits (at most [`STOP_WAIT`]) for the running attempts to report, ignoring what they
+    /// say: the run is failing and commits nothing more.
+    async fn drain_attempts(&mut self) {
+        let deadline = Instant::now() + STOP_WAIT;
+        while self.running > 0 {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Msg::Finished { .. })) => self.running -= 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
     }
 
     /// Cancels every running attempt (each gets its agent's grace period to stop).
@@ -789,7 +802,7 @@ impl RunLoop {
                     self.waiting_retry += 1;
                     let tx = self.tx.clone();
                     let token = self.cx.cancel.clone();
-                    self.tracker.spawn(async move {
+                    tokio::spawn(async move {
                         tokio::select! {
                             () = tokio::time::sleep(delay) => {}
                             () = token.cancelled() => {}
@@ -984,12 +997,9 @@ impl RunLoop {
             // The store is unusable: stop the agents; what was committed stays for resume.
             self.cx.cancel.cancel();
             self.cancel_attempts();
-            self.tracker.close();
-            let _ = tokio::time::timeout(STOP_WAIT, self.tracker.wait()).await;
+            self.drain_attempts().await;
             return Err(e);
         }
-        self.tracker.close();
-        self.tracker.wait().await;
         if self.stop == Some(Stop::LostLease) {
             return Err(EngineError::LostLease(self.cx.run_id));
         }

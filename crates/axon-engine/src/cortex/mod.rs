@@ -21,6 +21,7 @@
 //! [`LocalCortex`] is the embedded implementation (git worktrees, the store's episodes and
 //! tracking tables); an HTTP client for a remote Cortex server can implement the same traits.
 
+pub mod http;
 mod local;
 
 use std::path::PathBuf;
