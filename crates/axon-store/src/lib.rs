@@ -20,6 +20,7 @@
 //! ```
 
 mod episode;
+mod outbox;
 mod sqlite;
 mod tracking;
 
@@ -28,6 +29,7 @@ use axon_core::model::{ErrorType, RunStatus, TaskStatus};
 use uuid::Uuid;
 
 pub use episode::{EpisodeHit, EpisodeRecord, MAX_QUERY_WORDS};
+pub use outbox::{NewOutboxItem, OutboxCounts, OutboxItem};
 pub use sqlite::SqliteStore;
 pub use tracking::{TrackRecord, TrackUpdate};
 
@@ -205,6 +207,11 @@ pub struct Batch {
     pub run_status: Option<(RunStatus, Option<i64>)>,
     /// Episodes of attempts that finished, recorded with the state that finished them.
     pub episodes: Vec<EpisodeRecord>,
+    /// Tracking calls to enqueue in the outbox, in order, with the state they report (see
+    /// [`Store::outbox_push`]).
+    pub outbox: Vec<NewOutboxItem>,
+    /// When the `outbox` calls were made (they are due from then), ms since the Unix epoch.
+    pub outbox_at_ms: i64,
 }
 
 impl Batch {
@@ -214,6 +221,7 @@ impl Batch {
             && self.tasks.is_empty()
             && self.run_status.is_none()
             && self.episodes.is_empty()
+            && self.outbox.is_empty()
     }
 }
 
@@ -250,7 +258,8 @@ pub trait Store: Send + Sync + 'static {
         holder: &Lease,
     ) -> Result<(), StoreError>;
 
-    /// Appends the batch's events and applies its state changes, in one transaction.
+    /// Appends the batch's events and applies its state changes, and enqueues its outbox
+    /// items (as [`Store::outbox_push`] does, at `outbox_at_ms`), in one transaction.
     async fn commit(&self, run_id: Uuid, batch: &Batch) -> Result<(), StoreError>;
 
     /// The run, if it exists.
@@ -330,4 +339,73 @@ pub trait Store: Send + Sync + 'static {
     /// The run's tracking records: the workflow record first, then task records in the
     /// order they were created.
     async fn tracking(&self, run_id: Uuid) -> Result<Vec<TrackRecord>, StoreError>;
+
+    /// Enqueues tracking calls for a run, in order, in one transaction. Each is due at
+    /// `at_ms`, but only once every older call of the same run and task is delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchRun`] when the run does not exist (and `items` is not empty).
+    async fn outbox_push(
+        &self,
+        run_id: Uuid,
+        items: &[NewOutboxItem],
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` calls to deliver now, oldest first, of one run or of every run.
+    ///
+    /// A call is returned only when it is due (`next_attempt_at_ms <= now_ms`) and no older
+    /// call of the same run and task is undelivered. So the result holds at most one call per
+    /// (run, task), and a worker may deliver them concurrently without reordering any task's
+    /// calls; the next call of a task shows up once this one is delivered. A call that keeps
+    /// failing holds back the later calls of its task, not those of other tasks.
+    async fn outbox_due(
+        &self,
+        run_id: Option<Uuid>,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Marks calls delivered at `at_ms`. Ids already delivered or unknown are ignored.
+    async fn outbox_delivered(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError>;
+
+    /// Records a failed delivery of a call: counts the attempt, keeps `error`, and makes the
+    /// call due again at `next_attempt_at_ms` (the caller computes the backoff). A call
+    /// already delivered or unknown is left alone.
+    async fn outbox_retry_later(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// How many of the run's calls are undelivered, how many of those failed at least once,
+    /// and since when the oldest waits. All zero for an unknown run.
+    async fn outbox_counts(&self, run_id: Uuid) -> Result<OutboxCounts, StoreError>;
+
+    /// The Cortex task id recorded for a task of a run (or, with no task id, for the run's
+    /// workflow record), if any.
+    async fn cortex_id(
+        &self,
+        run_id: Uuid,
+        task_id: Option<&str>,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records the Cortex task id of a task of a run (or, with no task id, of the run's
+    /// workflow record), and returns the id now recorded.
+    ///
+    /// The first id recorded wins: if another one is recorded already, it is kept and
+    /// returned, so a caller that raced with another delivery sees which Cortex task is the
+    /// real one (and may delete its own). Recording the same id again changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchRun`] when the run does not exist.
+    async fn set_cortex_id(
+        &self,
+        run_id: Uuid,
+        task_id: Option<&str>,
+        remote: &str,
+    ) -> Result<String, StoreError>;
 }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::episode::{fts_query, query_words};
 use crate::{
-    Batch, EpisodeHit, EpisodeRecord, EventRecord, Lease, RunRecord, RunSummary, Store, StoreError,
-    TaskRecord, TrackRecord, TrackUpdate,
+    Batch, EpisodeHit, EpisodeRecord, EventRecord, Lease, NewOutboxItem, OutboxCounts, OutboxItem,
+    RunRecord, RunSummary, Store, StoreError, TaskRecord, TrackRecord, TrackUpdate,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -376,6 +376,68 @@ async fn workflow_record(
     Ok(done.last_insert_rowid())
 }
 
+/// Fails with [`StoreError::NoSuchRun`] unless the run exists.
+async fn ensure_run(tx: &mut Transaction<'_, Sqlite>, run_id: Uuid) -> Result<(), StoreError> {
+    let found = sqlx::query("SELECT 1 FROM runs WHERE run_id = ?")
+        .bind(run_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NoSuchRun(run_id)),
+    }
+}
+
+/// Enqueues one tracking call, due at `at_ms`. It is the head of its (run, task) queue when
+/// nothing older of that queue is undelivered (see `is_head` in migration 0005).
+async fn insert_outbox_item(
+    tx: &mut Transaction<'_, Sqlite>,
+    run_id: &str,
+    item: &NewOutboxItem,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (run_id, task_id, kind, payload, created_at_ms, next_attempt_at_ms,
+                             is_head)
+         VALUES (?, ?, ?, ?, ?, ?, NOT EXISTS (
+             SELECT 1 FROM outbox
+             WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
+         ))",
+    )
+    .bind(run_id)
+    .bind(&item.task_id)
+    .bind(&item.kind)
+    .bind(item.payload.to_string())
+    .bind(at_ms)
+    .bind(at_ms)
+    .bind(run_id)
+    .bind(&item.task_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn outbox_item_from_row(row: &SqliteRow) -> Result<OutboxItem, StoreError> {
+    let run_id: String = row.try_get("run_id")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(OutboxItem {
+        id: row.try_get("id")?,
+        run_id: uuid_of(&run_id, "outbox")?,
+        task_id: row.try_get("task_id")?,
+        kind: row.try_get("kind")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| corrupt("outbox", format!("payload is not JSON: {e}")))?,
+        attempts: u32_of(row.try_get("attempts")?, "outbox", "attempts")?,
+        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
+        last_error: row.try_get("last_error")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn u64_of(v: i64, table: &'static str, col: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt(table, format!("{col} = {v} is out of range")))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_run(
@@ -433,6 +495,9 @@ impl Store for SqliteStore {
         }
         for t in &batch.tasks {
             upsert_task(&mut tx, &id, t).await?;
+        }
+        for item in &batch.outbox {
+            insert_outbox_item(&mut tx, &id, item, batch.outbox_at_ms).await?;
         }
         for ep in &batch.episodes {
             insert_episode(&mut *tx, ep).await?;
@@ -722,6 +787,180 @@ impl Store for SqliteStore {
                 .await?;
         rows.iter().map(track_from_row).collect()
     }
+
+    async fn outbox_push(
+        &self,
+        run_id: Uuid,
+        items: &[NewOutboxItem],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let id = run_id.to_string();
+        // IMMEDIATE: take the write lock up front, so a transaction that reads first never
+        // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        ensure_run(&mut tx, run_id).await?;
+        for item in items {
+            insert_outbox_item(&mut tx, &id, item, at_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_due(
+        &self,
+        run_id: Option<Uuid>,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        // Heads only: at most one per (run, task), the oldest undelivered of its queue. The
+        // `is_head = 1` term matches the partial indexes' condition, so they are used.
+        let rows = match run_id {
+            None => {
+                sqlx::query(
+                    "SELECT * FROM outbox WHERE is_head = 1 AND next_attempt_at_ms <= ?
+                     ORDER BY id LIMIT ?",
+                )
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(run_id) => {
+                sqlx::query(
+                    "SELECT * FROM outbox
+                     WHERE is_head = 1 AND run_id = ? AND next_attempt_at_ms <= ?
+                     ORDER BY id LIMIT ?",
+                )
+                .bind(run_id.to_string())
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(outbox_item_from_row).collect()
+    }
+
+    async fn outbox_delivered(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // IMMEDIATE: take the write lock up front, so a transaction that reads first never
+        // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for &id in ids {
+            let queue = sqlx::query(
+                "UPDATE outbox SET delivered_at_ms = ?, is_head = 0
+                 WHERE id = ? AND delivered_at_ms IS NULL
+                 RETURNING run_id, task_id",
+            )
+            .bind(at_ms)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(queue) = queue else { continue };
+            // The queue's next call (if any) becomes its head.
+            sqlx::query(
+                "UPDATE outbox SET is_head = 1 WHERE id = (
+                     SELECT min(id) FROM outbox
+                     WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
+                 )",
+            )
+            .bind(queue.try_get::<String, _>("run_id")?)
+            .bind(queue.try_get::<Option<String>, _>("task_id")?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_retry_later(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at_ms = ?
+             WHERE id = ? AND delivered_at_ms IS NULL",
+        )
+        .bind(error)
+        .bind(next_attempt_at_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_counts(&self, run_id: Uuid) -> Result<OutboxCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*) AS undelivered,
+                    count(CASE WHEN attempts > 0 THEN 1 END) AS failing,
+                    min(created_at_ms) AS oldest
+             FROM outbox WHERE run_id = ? AND delivered_at_ms IS NULL",
+        )
+        .bind(run_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxCounts {
+            undelivered: u64_of(row.try_get("undelivered")?, "outbox", "count")?,
+            failing: u64_of(row.try_get("failing")?, "outbox", "count")?,
+            oldest_at_ms: row.try_get("oldest")?,
+        })
+    }
+
+    async fn cortex_id(
+        &self,
+        run_id: Uuid,
+        task_id: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT remote_id FROM cortex_ids WHERE run_id = ? AND task_id IS ?",
+            )
+            .bind(run_id.to_string())
+            .bind(task_id)
+            .fetch_optional(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn set_cortex_id(
+        &self,
+        run_id: Uuid,
+        task_id: Option<&str>,
+        remote: &str,
+    ) -> Result<String, StoreError> {
+        let id = run_id.to_string();
+        // IMMEDIATE: take the write lock up front, so a transaction that reads first never
+        // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        ensure_run(&mut tx, run_id).await?;
+        // The first id wins: a conflict on either unique index (tasks, or the workflow
+        // record's partial one) keeps the row there.
+        sqlx::query(
+            "INSERT INTO cortex_ids (run_id, task_id, remote_id) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(task_id)
+        .bind(remote)
+        .execute(&mut *tx)
+        .await?;
+        let kept: String = sqlx::query_scalar(
+            "SELECT remote_id FROM cortex_ids WHERE run_id = ? AND task_id IS ?",
+        )
+        .bind(&id)
+        .bind(task_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(kept)
+    }
 }
 
 #[cfg(test)]
@@ -788,7 +1027,7 @@ mod tests {
             }],
             tasks: vec![done.clone()],
             run_status: Some((RunStatus::Succeeded, Some(3_000))),
-            episodes: Vec::new(),
+            ..Batch::default()
         };
         store.commit(id, &batch).await.unwrap();
 
@@ -1211,5 +1450,426 @@ mod tests {
         );
         assert!(store.tracking(id).await.unwrap().is_empty());
         store.track(id, &[]).await.unwrap();
+    }
+
+    fn call(task_id: Option<&str>, kind: &str, n: i64) -> NewOutboxItem {
+        let payload = serde_json::json!({ "n": n });
+        match task_id {
+            Some(t) => NewOutboxItem::task(t, kind, payload),
+            None => NewOutboxItem::workflow(kind, payload),
+        }
+    }
+
+    /// The due calls, as (task, payload `n`).
+    async fn due(store: &SqliteStore, run: Option<Uuid>, now: i64) -> Vec<(Option<String>, i64)> {
+        store
+            .outbox_due(run, now, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.task_id, i.payload["n"].as_i64().unwrap()))
+            .collect()
+    }
+
+    fn q(task_id: Option<&str>, n: i64) -> (Option<String>, i64) {
+        (task_id.map(String::from), n)
+    }
+
+    async fn outbox_rows(store: &SqliteStore, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn outbox_calls_are_due_until_delivered() {
+        let (store, id) = store_with_run().await;
+        assert!(store.outbox_due(None, 1_000, 10).await.unwrap().is_empty());
+        store
+            .outbox_push(
+                id,
+                &[
+                    call(None, "create_workflow", 1),
+                    call(Some("a"), "create_task", 2),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+        assert!(due(&store, None, 99).await.is_empty(), "not due before");
+        let items = store.outbox_due(Some(id), 100, 10).await.unwrap();
+        assert_eq!(
+            items[0],
+            OutboxItem {
+                id: items[0].id,
+                run_id: id,
+                task_id: None,
+                kind: "create_workflow".into(),
+                payload: serde_json::json!({ "n": 1 }),
+                attempts: 0,
+                next_attempt_at_ms: 100,
+                last_error: None,
+                created_at_ms: 100,
+            }
+        );
+        assert_eq!(items[1].task_id.as_deref(), Some("a"));
+        assert_eq!(items[1].kind, "create_task");
+        assert!(items[0].id < items[1].id);
+        assert_eq!(store.outbox_due(None, 100, 1).await.unwrap(), items[..1]);
+        assert!(
+            store
+                .outbox_due(Some(Uuid::now_v7()), 100, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        store.outbox_delivered(&[items[0].id], 200).await.unwrap();
+        assert_eq!(due(&store, None, 1_000).await, [q(Some("a"), 2)]);
+        // Delivering again, or an unknown id, changes nothing.
+        store
+            .outbox_delivered(&[items[0].id, 9_999], 300)
+            .await
+            .unwrap();
+        store.outbox_delivered(&[items[1].id], 300).await.unwrap();
+        assert!(due(&store, None, 1_000).await.is_empty());
+        assert_eq!(
+            store.outbox_counts(id).await.unwrap(),
+            OutboxCounts::default()
+        );
+        let first: Option<i64> =
+            sqlx::query_scalar("SELECT delivered_at_ms FROM outbox WHERE id = ?")
+                .bind(items[0].id)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(first, Some(200), "the first delivery time is kept");
+        // Pushing nothing writes nothing, even for an unknown run; an unknown run is refused.
+        store.outbox_push(Uuid::now_v7(), &[], 1).await.unwrap();
+        let other = Uuid::now_v7();
+        let err = store.outbox_push(other, &[call(None, "x", 0)], 1).await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchRun(r)) if r == other),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_call_holds_back_its_task_only() {
+        let (store, id) = store_with_run().await;
+        let (a, b) = (Some("a"), Some("b"));
+        store
+            .outbox_push(
+                id,
+                &[call(a, "create_task", 1), call(b, "create_task", 2)],
+                10,
+            )
+            .await
+            .unwrap();
+        store
+            .outbox_push(
+                id,
+                &[
+                    call(a, "update_task", 3),
+                    call(None, "create_workflow", 4),
+                    call(a, "update_task", 5),
+                ],
+                20,
+            )
+            .await
+            .unwrap();
+        // One call per task and the workflow record, oldest first.
+        assert_eq!(due(&store, None, 20).await, [q(a, 1), q(b, 2), q(None, 4)]);
+        let a1 = store.outbox_due(Some(id), 20, 1).await.unwrap()[0].id;
+        store.outbox_retry_later(a1, "refused", 500).await.unwrap();
+        // a's later calls wait for a1; b and the workflow record go on.
+        assert_eq!(due(&store, Some(id), 100).await, [q(b, 2), q(None, 4)]);
+        let ids: Vec<i64> = store
+            .outbox_due(Some(id), 100, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        store.outbox_delivered(&ids, 100).await.unwrap();
+        assert!(due(&store, None, 499).await.is_empty());
+        assert_eq!(due(&store, None, 500).await, [q(a, 1)]);
+        // A call of a task pushed while its queue waits joins the back of that queue.
+        store
+            .outbox_push(id, &[call(b, "update_task", 6), call(a, "x", 7)], 30)
+            .await
+            .unwrap();
+        assert_eq!(due(&store, None, 500).await, [q(a, 1), q(b, 6)]);
+        store.outbox_delivered(&[a1], 600).await.unwrap();
+        assert_eq!(due(&store, None, 600).await, [q(a, 3), q(b, 6)]);
+        // Delivering a call out of order leaves its queue's head alone.
+        let a5: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE payload = '{\"n\":5}'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        store.outbox_delivered(&[a5], 600).await.unwrap();
+        assert_eq!(due(&store, None, 600).await, [q(a, 3), q(b, 6)]);
+        let a3 = store.outbox_due(None, 600, 1).await.unwrap()[0].id;
+        store.outbox_delivered(&[a3], 600).await.unwrap();
+        assert_eq!(due(&store, None, 600).await, [q(b, 6), q(a, 7)]);
+    }
+
+    #[tokio::test]
+    async fn outbox_queues_are_per_run() {
+        let (store, first) = store_with_run().await;
+        let second = Uuid::now_v7();
+        store
+            .create_run(&run_record(second), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        store
+            .outbox_push(first, &[call(Some("a"), "create_task", 1)], 10)
+            .await
+            .unwrap();
+        store
+            .outbox_push(second, &[call(Some("a"), "create_task", 2)], 10)
+            .await
+            .unwrap();
+        let first_a = store.outbox_due(Some(first), 10, 10).await.unwrap();
+        store
+            .outbox_retry_later(first_a[0].id, "down", 1_000)
+            .await
+            .unwrap();
+        assert_eq!(due(&store, None, 10).await, [q(Some("a"), 2)]);
+        assert_eq!(due(&store, Some(second), 10).await, [q(Some("a"), 2)]);
+        assert!(due(&store, Some(first), 10).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retry_later_counts_attempts_and_moves_the_due_time() {
+        let (store, id) = store_with_run().await;
+        store
+            .outbox_push(id, &[call(Some("a"), "create_task", 1)], 10)
+            .await
+            .unwrap();
+        let item = store.outbox_due(None, 10, 1).await.unwrap().remove(0);
+        store
+            .outbox_retry_later(item.id, "connection refused", 100)
+            .await
+            .unwrap();
+        store
+            .outbox_retry_later(item.id, "503 service unavailable", 300)
+            .await
+            .unwrap();
+        assert!(store.outbox_due(None, 299, 10).await.unwrap().is_empty());
+        let again = store.outbox_due(None, 300, 10).await.unwrap().remove(0);
+        assert_eq!(
+            again,
+            OutboxItem {
+                attempts: 2,
+                next_attempt_at_ms: 300,
+                last_error: Some("503 service unavailable".into()),
+                ..item.clone()
+            }
+        );
+        store.outbox_delivered(&[item.id], 300).await.unwrap();
+        // A delivered call is not retried.
+        store
+            .outbox_retry_later(item.id, "late", 400)
+            .await
+            .unwrap();
+        assert!(store.outbox_due(None, 1_000, 10).await.unwrap().is_empty());
+        assert_eq!(store.outbox_counts(id).await.unwrap().undelivered, 0);
+    }
+
+    #[tokio::test]
+    async fn outbox_calls_commit_with_their_batch() {
+        let (store, id) = store_with_run().await;
+        let mut running = TaskRecord::pending("a", 0, "A");
+        running.status = TaskStatus::Running;
+        let batch = Batch {
+            tasks: vec![running.clone()],
+            outbox: vec![call(Some("a"), "update_task", 1)],
+            outbox_at_ms: 42,
+            ..Batch::default()
+        };
+        assert!(!batch.is_empty());
+        assert!(
+            !Batch {
+                outbox: batch.outbox.clone(),
+                ..Batch::default()
+            }
+            .is_empty()
+        );
+        store.commit(id, &batch).await.unwrap();
+        assert_eq!(store.tasks(id).await.unwrap(), [running]);
+        let items = store.outbox_due(Some(id), 42, 10).await.unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].kind, "update_task");
+        assert_eq!(items[0].created_at_ms, 42);
+
+        // A batch that fails (its episode names an unknown run) enqueues nothing either.
+        let mut done = TaskRecord::pending("a", 0, "A");
+        done.status = TaskStatus::Succeeded;
+        let failing = Batch {
+            tasks: vec![done],
+            outbox: vec![call(Some("a"), "update_task", 2)],
+            outbox_at_ms: 50,
+            episodes: vec![episode(Uuid::now_v7(), "a", "A", 50)],
+            ..Batch::default()
+        };
+        assert!(store.commit(id, &failing).await.is_err());
+        assert_eq!(
+            store.tasks(id).await.unwrap()[0].status,
+            TaskStatus::Running
+        );
+        assert_eq!(store.outbox_counts(id).await.unwrap().undelivered, 1);
+    }
+
+    #[tokio::test]
+    async fn outbox_counts_show_what_is_undelivered() {
+        let (store, id) = store_with_run().await;
+        let none = store.outbox_counts(id).await.unwrap();
+        assert!(none.is_empty());
+        assert_eq!(none.oldest_at_ms, None);
+        store
+            .outbox_push(
+                id,
+                &[call(None, "create_workflow", 1), call(Some("a"), "x", 2)],
+                10,
+            )
+            .await
+            .unwrap();
+        store
+            .outbox_push(id, &[call(Some("b"), "x", 3), call(Some("a"), "x", 4)], 20)
+            .await
+            .unwrap();
+        let items = store.outbox_due(Some(id), 20, 10).await.unwrap();
+        store.outbox_delivered(&[items[0].id], 30).await.unwrap();
+        store
+            .outbox_retry_later(items[1].id, "down", 60)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.outbox_counts(id).await.unwrap(),
+            OutboxCounts {
+                undelivered: 3,
+                failing: 1,
+                oldest_at_ms: Some(10),
+            }
+        );
+        assert_eq!(
+            store.outbox_counts(Uuid::now_v7()).await.unwrap(),
+            OutboxCounts::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_cortex_id_recorded_is_kept() {
+        let (store, id) = store_with_run().await;
+        assert_eq!(store.cortex_id(id, None).await.unwrap(), None);
+        assert_eq!(store.set_cortex_id(id, None, "wf-1").await.unwrap(), "wf-1");
+        assert_eq!(store.set_cortex_id(id, None, "wf-1").await.unwrap(), "wf-1");
+        assert_eq!(store.set_cortex_id(id, None, "wf-2").await.unwrap(), "wf-1");
+        assert_eq!(
+            store.cortex_id(id, None).await.unwrap().as_deref(),
+            Some("wf-1")
+        );
+        assert_eq!(store.cortex_id(id, Some("a")).await.unwrap(), None);
+        assert_eq!(
+            store.set_cortex_id(id, Some("a"), "t-1").await.unwrap(),
+            "t-1"
+        );
+        assert_eq!(
+            store.set_cortex_id(id, Some("a"), "t-2").await.unwrap(),
+            "t-1"
+        );
+        assert_eq!(
+            store.set_cortex_id(id, Some("b"), "t-3").await.unwrap(),
+            "t-3"
+        );
+        assert_eq!(
+            store.cortex_id(id, Some("a")).await.unwrap().as_deref(),
+            Some("t-1")
+        );
+        assert_eq!(
+            store.cortex_id(id, None).await.unwrap().as_deref(),
+            Some("wf-1")
+        );
+        assert_eq!(outbox_rows(&store, "cortex_ids").await, 3);
+        // Another run has its own ids.
+        let other = Uuid::now_v7();
+        store
+            .create_run(&run_record(other), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        assert_eq!(store.cortex_id(other, Some("a")).await.unwrap(), None);
+        assert_eq!(
+            store.set_cortex_id(other, None, "wf-9").await.unwrap(),
+            "wf-9"
+        );
+        let unknown = Uuid::now_v7();
+        let err = store.set_cortex_id(unknown, None, "x").await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchRun(r)) if r == unknown),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_run_deletes_its_outbox_and_cortex_ids() {
+        let (store, gone) = store_with_run().await;
+        let kept = Uuid::now_v7();
+        store
+            .create_run(&run_record(kept), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        for run in [gone, kept] {
+            store
+                .outbox_push(run, &[call(None, "create_workflow", 1)], 1)
+                .await
+                .unwrap();
+            store.set_cortex_id(run, None, "wf").await.unwrap();
+            store.set_cortex_id(run, Some("a"), "t").await.unwrap();
+        }
+        sqlx::query("DELETE FROM runs WHERE run_id = ?")
+            .bind(gone.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(outbox_rows(&store, "outbox").await, 1);
+        assert_eq!(outbox_rows(&store, "cortex_ids").await, 2);
+        assert_eq!(store.outbox_counts(gone).await.unwrap().undelivered, 0);
+        assert_eq!(store.outbox_counts(kept).await.unwrap().undelivered, 1);
+        assert_eq!(store.cortex_id(gone, None).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn finding_due_calls_reads_queue_heads_through_an_index() {
+        let (store, _) = store_with_run().await;
+        for (sql, index) in [
+            (
+                "SELECT * FROM outbox WHERE is_head = 1 AND next_attempt_at_ms <= 1
+                 ORDER BY id LIMIT 10",
+                "outbox_heads",
+            ),
+            (
+                "SELECT * FROM outbox WHERE is_head = 1 AND run_id = 'r' AND next_attempt_at_ms <= 1
+                 ORDER BY id LIMIT 10",
+                "outbox_heads_by_run",
+            ),
+            (
+                "SELECT min(id) FROM outbox WHERE delivered_at_ms IS NULL AND run_id = 'r'
+                 AND task_id IS 'a'",
+                "outbox_queue",
+            ),
+        ] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains(index), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 }
