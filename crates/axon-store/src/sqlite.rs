@@ -82,7 +82,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Those of `words` (lowercase) found in at least half of all episodes.
+    /// Those of `words` (lowercase) found in at least half of all episodes. "All episodes"
+    /// is the highest episode id: never fewer than the episodes (ids are distinct and
+    /// positive), and one index lookup instead of a count over the table, which cost 2 ms of
+    /// every search at 100k episodes. A word may be missed (then it is simply searched with
+    /// the others), never wrongly skipped.
     async fn common_words(&self, words: &[String]) -> Result<Vec<String>, StoreError> {
         if words.len() < 2 {
             return Ok(Vec::new());
@@ -90,7 +94,7 @@ impl SqliteStore {
         Ok(sqlx::query_scalar(
             "SELECT term FROM episodes_vocab
              WHERE term IN (SELECT value FROM json_each(?))
-               AND doc * 2 >= (SELECT count(*) FROM episodes)",
+               AND doc * 2 >= (SELECT coalesce(max(id), 0) FROM episodes)",
         )
         .bind(serde_json::Value::from(words.to_vec()).to_string())
         .fetch_all(&self.pool)
