@@ -67,13 +67,4 @@ pub fn run_id_arg(text: &str) -> Option<Uuid> {
 }
 
 /// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
+pub use axon_engine::error::chain;

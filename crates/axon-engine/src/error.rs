@@ -60,3 +60,15 @@ pub enum EngineError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// An error and its causes on one line, `: `-separated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

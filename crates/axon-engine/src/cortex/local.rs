@@ -10,6 +10,7 @@ use axon_store::{Store, StoreError, TrackUpdate};
 use uuid::Uuid;
 
 use super::{BridgeError, CortexBridge, Notices, RunBridge, RunInfo, Session};
+use crate::error::chain;
 use crate::session::{GitError, GitRepo, MergeOutcome, RunSessions, Worktree, violations};
 
 /// The embedded Cortex: sessions in git worktrees when the workspace is a git repository
@@ -32,33 +33,22 @@ impl LocalCortex {
 }
 
 fn git_error(e: GitError) -> BridgeError {
-    let kind = if e.is_transient() {
-        ErrorType::ServiceUnavailable
-    } else {
-        ErrorType::SystemError
-    };
-    BridgeError::new(kind, format!("session: {}", chain(&e)))
+    classified("session", e.is_transient(), &e)
 }
 
 fn store_error(e: StoreError) -> BridgeError {
-    let kind = if e.is_transient() {
+    classified("store", e.is_transient(), &e)
+}
+
+/// A failure of `what` as a bridge error: transient ones are retryable
+/// (`service_unavailable`), the others are `system_error`s.
+fn classified(what: &str, transient: bool, e: &dyn std::error::Error) -> BridgeError {
+    let kind = if transient {
         ErrorType::ServiceUnavailable
     } else {
         ErrorType::SystemError
     };
-    BridgeError::new(kind, format!("store: {}", chain(&e)))
-}
-
-/// An error and its causes, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    BridgeError::new(kind, format!("{what}: {}", chain(e)))
 }
 
 /// `scope` with its paths made relative to the repository's root, for a workspace at `prefix`
