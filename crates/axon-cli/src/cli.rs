@@ -1,6 +1,7 @@
 //! Command-line arguments and help texts.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -161,6 +162,16 @@ Examples:
     )]
     Episodes(EpisodesCommand),
 
+    /// Work with a Cortex server: check it against the contract, deliver queued tracking.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  axon cortex check --cortex-url http://127.0.0.1:8080
+  AXON_CORTEX_API_KEY=... axon cortex sync"
+    )]
+    Cortex(CortexCommand),
+
     /// Print the JSON Schema of workflow files (or of agents files).
     #[command(after_help = "\
 Examples:
@@ -193,6 +204,132 @@ Examples:
 
 Exit codes: 0 (also with no match or no database yet), 1 unreadable database, 2 usage error.")]
     Search(EpisodesSearchArgs),
+}
+
+/// The subcommands of `axon cortex`.
+#[derive(Debug, Subcommand)]
+pub enum CortexCommand {
+    /// Probe a Cortex server, endpoint by endpoint, against the contract Axon relies on.
+    #[command(after_help = "\
+Checks, in order, and prints one line per check (`ok`, `FAIL` with what was wrong, or `skip`):
+health (`GET /api/v1/health` says healthy), authentication (the API key is accepted on the
+protected routes), tasks (create, read, update to `inprogress`, list by tag, delete a scratch
+task), sessions (create, read, merge and delete a scratch session on a scratch workspace, or on
+--cortex-workspace), and memory search. Everything it creates, it deletes (the contract has no
+route to delete a workspace: a scratch workspace named `axon-cortex-check` is reused).
+
+Examples:
+  axon cortex check --cortex-url http://127.0.0.1:8080
+  AXON_CORTEX_URL=https://cortex.example AXON_CORTEX_API_KEY=... axon cortex check
+
+Exit codes: 0 every check passed, 1 some check failed, 2 usage error (no --cortex-url).")]
+    Check(CortexCheckArgs),
+
+    /// Deliver the tracking updates still queued for a Cortex server.
+    #[command(after_help = "\
+Tracking updates (the workflow and task records a run keeps in Cortex) are queued in the state
+database and delivered in the background; a run never waits for Cortex. What could not be
+delivered (Cortex was down) stays queued: `axon status RUN` shows how much. This delivers it, in
+order per task, and deletes Cortex sessions a crashed engine left behind. Without RUN, every run
+with queued updates for this server. The server is --cortex-url, or else the one the run was
+tracked on.
+
+Examples:
+  axon cortex sync
+  axon cortex sync 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f --cortex-url http://127.0.0.1:8080
+
+Exit codes: 0 everything delivered, 1 something is still undelivered, 2 usage error.")]
+    Sync(CortexSyncArgs),
+}
+
+/// Which parts Cortex plays in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum CortexRole {
+    /// The workflow and each task are tracked as Cortex tasks.
+    Tracking,
+    /// Cortex memory search adds to the agents' context.
+    Memory,
+    /// Each task attempt gets a Cortex session, merged when it succeeds.
+    Sessions,
+}
+
+/// How to reach a Cortex server (for `run`, `resume` and `axon cortex ...`).
+#[derive(Debug, Clone, Args)]
+pub struct CortexArgs {
+    /// Base URL of a Cortex server, e.g. http://127.0.0.1:8080. With it, runs are tracked there,
+    /// each task attempt gets a Cortex session, and Cortex memory adds to agents' context.
+    #[arg(long, value_name = "URL", env = "AXON_CORTEX_URL")]
+    pub cortex_url: Option<String>,
+
+    /// API key for the Cortex routes that need one (sent as `Authorization: ApiKey KEY`;
+    /// never printed, logged or stored). Prefer the environment variable.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "AXON_CORTEX_API_KEY",
+        hide_env_values = true
+    )]
+    pub cortex_api_key: Option<String>,
+
+    /// Timeout of each request to Cortex (connect, send and read the answer).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "AXON_CORTEX_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub cortex_timeout: Duration,
+
+    /// The parts Cortex plays, comma-separated (default: all three).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ROLES",
+        value_delimiter = ',',
+        env = "AXON_CORTEX_ROLES",
+        default_value = "tracking,memory,sessions"
+    )]
+    pub cortex_roles: Vec<CortexRole>,
+
+    /// Cortex workspace id for sessions (default: one is created per workspace directory and
+    /// remembered in the state database).
+    #[arg(long, value_name = "ID", env = "AXON_CORTEX_WORKSPACE")]
+    pub cortex_workspace: Option<String>,
+
+    /// When Cortex is unreachable or unhealthy at start, run on the embedded implementation
+    /// (and say so) instead of stopping.
+    #[arg(long, env = "AXON_CORTEX_OPTIONAL")]
+    pub cortex_optional: bool,
+}
+
+/// Arguments of `axon cortex check`.
+#[derive(Debug, Args)]
+pub struct CortexCheckArgs {
+    /// The server to probe.
+    #[command(flatten)]
+    pub cortex: CortexArgs,
+
+    /// Print one JSON object (`url`, `ok`, and `checks`: `name`, `status`, `detail`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `axon cortex sync`.
+#[derive(Debug, Args)]
+pub struct CortexSyncArgs {
+    /// Only this run (default: every run with queued updates).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+
+    /// The server to deliver to.
+    #[command(flatten)]
+    pub cortex: CortexArgs,
+}
+
+/// A humantime duration (`10s`, `1m30s`) or whole seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    axon_core::duration::parse(text)
 }
 
 /// Arguments of `axon episodes search`.
@@ -297,6 +434,10 @@ pub struct RunArgs {
     /// (fast-forward or merge; refused if BRANCH is checked out with local changes).
     #[arg(long, value_name = "BRANCH")]
     pub merge_into: Option<String>,
+
+    /// A Cortex server for tracking, sessions and memory.
+    #[command(flatten, next_help_heading = "Cortex")]
+    pub cortex: CortexArgs,
 }
 
 /// Arguments of `axon runs`.
@@ -341,6 +482,11 @@ pub struct ResumeArgs {
     /// As `axon run --merge-into` (it is not remembered from the original command).
     #[arg(long, value_name = "BRANCH")]
     pub merge_into: Option<String>,
+
+    /// A Cortex server for tracking, sessions and memory (not remembered from the original
+    /// command: pass it again).
+    #[command(flatten, next_help_heading = "Cortex")]
+    pub cortex: CortexArgs,
 }
 
 /// Arguments of `axon cancel`.

@@ -57,6 +57,8 @@ pub fn run(cli: Cli) -> ExitCode {
         cli::Command::Episodes(cli::EpisodesCommand::Search(args)) => {
             commands::episodes::search(args, db)
         }
+        cli::Command::Cortex(cli::CortexCommand::Check(args)) => commands::cortex::check(args),
+        cli::Command::Cortex(cli::CortexCommand::Sync(args)) => commands::cortex::sync(args, db),
     };
     match result {
         Ok(status) => status.into(),

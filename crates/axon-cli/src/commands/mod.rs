@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod cancel;
+pub mod cortex;
 pub mod episodes;
 pub mod plan;
 pub mod run;

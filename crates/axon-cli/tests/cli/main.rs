@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod episodes;
+mod fake_cortex;
 mod help;
 mod metrics;
 mod plan;
@@ -28,6 +29,18 @@ pub fn axon() -> assert_cmd::Command {
     // Whatever the caller's environment, a panic must show up the same way.
     cmd.env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE");
+    // Nor may the caller's Cortex settings reach a test that does not ask for them.
+    for var in [
+        "AXON_CORTEX_URL",
+        "AXON_CORTEX_API_KEY",
+        "AXON_CORTEX_TIMEOUT",
+        "AXON_CORTEX_ROLES",
+        "AXON_CORTEX_WORKSPACE",
+        "AXON_CORTEX_OPTIONAL",
+        "AXON_DB",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
