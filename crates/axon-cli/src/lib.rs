@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod cortex;
 mod input;
 mod output;
 mod progress;

@@ -31,9 +31,33 @@ pub struct RunView {
     /// per task linked to it by `parent_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking: Option<Vec<TrackView>>,
+    /// The Cortex server the run is tracked on, and what it still owes it (`status` only;
+    /// absent for runs without Cortex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cortex: Option<CortexView>,
     /// What failed after the tasks were over (e.g. `--merge-into` refused); absent if nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_error: Option<String>,
+}
+
+/// A run's Cortex server and its delivery state, as shown to users.
+#[derive(Debug, Serialize)]
+pub struct CortexView {
+    /// The server's base URL.
+    pub server: String,
+    /// The Cortex id of the run's workflow task, once created there.
+    pub workflow_task_id: Option<String>,
+    /// Tracking updates not delivered yet.
+    pub undelivered: u64,
+    /// Of those, how many failed at least once.
+    pub failing: u64,
+    /// Why the next one failed last, if it did.
+    pub last_error: Option<String>,
+    /// Since when the oldest undelivered one waits (RFC 3339).
+    pub oldest_undelivered_at: Option<String>,
+    /// Cortex sessions opened and not deleted yet (a crashed engine's; `axon cortex sync`
+    /// deletes them).
+    pub open_sessions: u64,
 }
 
 /// A tracking record as shown to users.

@@ -41,6 +41,10 @@ pub struct AgentSpec {
     pub command: Vec<String>,
     /// Extra environment for the command.
     pub env: BTreeMap<String, String>,
+    /// Whether the command gets the Cortex API key (`AXON_CORTEX_API_KEY`) when the run uses
+    /// a Cortex server. Off by default: agents get the Cortex URL and their session's ids,
+    /// never the key, unless their agents file says so.
+    pub cortex_api_key: bool,
 }
 
 impl AgentSpec {
@@ -100,6 +104,10 @@ pub struct AgentFile {
     /// Extra environment for the command.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Give the command the Cortex API key as `AXON_CORTEX_API_KEY` when the run uses a Cortex
+    /// server (default false: agents get the Cortex URL and their session's ids, never the key).
+    #[serde(default)]
+    pub cortex_api_key: bool,
 }
 
 /// Agents read from a file, with the problems found.
@@ -186,6 +194,7 @@ pub fn parse_agents(text: &str, format: Format) -> Result<ParsedAgents, Diagnost
             resources,
             command: a.command,
             env: a.env,
+            cortex_api_key: a.cortex_api_key,
         });
     }
     Ok(ParsedAgents {

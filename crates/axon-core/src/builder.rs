@@ -188,6 +188,7 @@ impl TaskBuilder {
                 retry: None,
                 priority: None,
                 context_limit: None,
+                merge_strategy: None,
                 input: serde_json::Value::Null,
             },
         }
@@ -329,6 +330,12 @@ impl TaskBuilder {
     /// Overrides fields of the workflow's retry policy for this task.
     pub fn retry(mut self, retry: RetryOverride) -> Self {
         self.task.retry = Some(retry);
+        self
+    }
+
+    /// How a Cortex server merges this task's Cortex session (default `auto`).
+    pub fn merge_strategy(mut self, strategy: crate::model::MergeStrategy) -> Self {
+        self.task.merge_strategy = Some(strategy);
         self
     }
 

@@ -25,8 +25,8 @@ use crate::duration::{DurationSchema, FileDuration};
 use crate::id::{self, TaskId, WorkflowId};
 use crate::model::{
     Capability, DEFAULT_CONTEXT_LIMIT, DEFAULT_WORKFLOW_TIMEOUT, DocFormat, FailurePolicy,
-    OptimizationLevel, Priority, ResourceRequirements, ReviewType, SessionScope, Task, TaskKind,
-    TaskRequirements, TaskType, TestType, Workflow,
+    MergeStrategy, OptimizationLevel, Priority, ResourceRequirements, ReviewType, SessionScope,
+    Task, TaskKind, TaskRequirements, TaskType, TestType, Workflow,
 };
 use crate::retry::{RetryOverride, RetryPolicy};
 
@@ -238,6 +238,10 @@ pub struct TaskFile {
     /// Overrides the workflow's `context_limit` for this task's agent.
     #[serde(default)]
     pub context_limit: Option<u32>,
+    /// How a Cortex server merges this task's Cortex session when it succeeds (default
+    /// `auto`; only used with `--cortex-url`).
+    #[serde(default)]
+    pub merge_strategy: Option<MergeStrategy>,
     /// Free JSON passed to the agent.
     #[serde(default)]
     pub input: Option<serde_json::Value>,
@@ -698,6 +702,7 @@ fn convert_task(
         retry: t.retry.map(|r| r.value),
         priority: t.priority,
         context_limit: t.context_limit,
+        merge_strategy: t.merge_strategy,
         input: t.input.unwrap_or(serde_json::Value::Null),
     };
     (task, source)

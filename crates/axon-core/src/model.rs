@@ -95,6 +95,9 @@ pub struct Task {
     pub priority: Option<Priority>,
     /// Overrides the workflow's `context_limit` (episodes given to the agent).
     pub context_limit: Option<u32>,
+    /// How a Cortex server merges the task's Cortex session when it succeeds (`None`: `auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_strategy: Option<MergeStrategy>,
     /// Free JSON passed to the agent.
     pub input: serde_json::Value,
 }
@@ -280,6 +283,21 @@ keyword_enum!(
         High => "high",
         /// Highest.
         Critical => "critical",
+    }
+);
+
+keyword_enum!(
+    /// How a Cortex server merges a task's Cortex session (the contract's `strategy`).
+    MergeStrategy {
+        /// Apply what merges cleanly; any conflict makes the merge `partial`, which fails the
+        /// task as a merge conflict (the default).
+        Auto => "auto",
+        /// Stop at the first conflict (Cortex answers 409: a merge conflict).
+        Manual => "manual",
+        /// Conflicts are resolved in the session's favour.
+        Theirs => "theirs",
+        /// Conflicting files are skipped.
+        Mine => "mine",
     }
 );
 

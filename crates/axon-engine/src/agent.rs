@@ -37,9 +37,49 @@ pub struct AttemptRequest {
     pub upstream: BTreeMap<String, serde_json::Value>,
     /// `run_id/task_id/attempt`: lets an agent make side effects idempotent.
     pub idempotency_key: String,
+    /// The attempt's Cortex session, when the run uses a Cortex server with sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cortex: Option<Arc<CortexAccess>>,
     /// The directory the task works in.
     #[serde(skip)]
     pub session_dir: PathBuf,
+}
+
+/// How an attempt reaches its Cortex session: serialised as the command agent's
+/// `cortex: {url, session_id, workspace_id}` (and `AXON_CORTEX_*` in its environment).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct CortexAccess {
+    /// The Cortex server's base URL.
+    pub url: String,
+    /// The attempt's Cortex session.
+    pub session_id: String,
+    /// The Cortex workspace the session is on.
+    pub workspace_id: String,
+    /// The API key, only for agents whose agents file opts in (`cortex_api_key: true`);
+    /// never serialised, never shown by `Debug`.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+impl CortexAccess {
+    /// The same access without the API key.
+    pub fn without_key(&self) -> Self {
+        Self {
+            api_key: None,
+            ..self.clone()
+        }
+    }
+}
+
+impl std::fmt::Debug for CortexAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CortexAccess")
+            .field("url", &self.url)
+            .field("session_id", &self.session_id)
+            .field("workspace_id", &self.workspace_id)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The workflow an attempt belongs to.

@@ -2,7 +2,9 @@
 //!
 //! One process per attempt, in its own process group, working in the task's session
 //! directory. Its stdin is the [`AttemptRequest`] as JSON; its environment has `AXON_RUN_ID`,
-//! `AXON_TASK_ID`, `AXON_ATTEMPT`, `AXON_SESSION_DIR` and `AXON_IDEMPOTENCY_KEY`. On stdout,
+//! `AXON_TASK_ID`, `AXON_ATTEMPT`, `AXON_SESSION_DIR` and `AXON_IDEMPOTENCY_KEY` (and, in a run
+//! with Cortex sessions, `AXON_CORTEX_URL`, `AXON_CORTEX_SESSION_ID`, `AXON_CORTEX_WORKSPACE_ID`;
+//! `AXON_CORTEX_API_KEY` only for an agent whose agents file opts in). On stdout,
 //! `::axon progress 0.42` reports progress and `::axon output {json}` sets the task's output
 //! (last one wins); every other line of stdout and stderr is the task's log, whose tail is
 //! kept. Exit 0 is success, 75 (EX_TEMPFAIL) a transient `service_unavailable` failure, any
@@ -162,6 +164,9 @@ async fn run_command(
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&session_dir)
+        // The engine's own Cortex key is never inherited; only an agent that opts in gets it
+        // (or one whose agents file sets it in `env`).
+        .env_remove("AXON_CORTEX_API_KEY")
         .envs(&spec.env)
         .env("AXON_RUN_ID", request.run_id.to_string())
         .env("AXON_TASK_ID", request.task.id.as_str())
@@ -172,6 +177,14 @@ async fn run_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(cortex) = &request.cortex {
+        cmd.env("AXON_CORTEX_URL", &cortex.url)
+            .env("AXON_CORTEX_SESSION_ID", &cortex.session_id)
+            .env("AXON_CORTEX_WORKSPACE_ID", &cortex.workspace_id);
+        if let Some(key) = &cortex.api_key {
+            cmd.env("AXON_CORTEX_API_KEY", key);
+        }
+    }
     os::own_process_group(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| {
         AttemptError::failed(
@@ -379,6 +392,7 @@ mod tests {
             context: Vec::new(),
             upstream: BTreeMap::new(),
             idempotency_key: "k".into(),
+            cortex: None,
             session_dir,
         }
     }

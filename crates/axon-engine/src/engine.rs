@@ -149,7 +149,8 @@ impl Engine {
     async fn open_bridge(
         &self,
         run_id: Uuid,
-        workflow: &Workflow,
+        workflow: &Arc<Workflow>,
+        estimated: Duration,
         workspace: &std::path::Path,
         resumed: bool,
     ) -> Result<Option<Bridges>, EngineError> {
@@ -164,6 +165,8 @@ impl Engine {
                 .iter()
                 .map(|t| (t.id.to_string(), t.name.clone()))
                 .collect(),
+            workflow: Arc::clone(workflow),
+            estimated,
             workspace: if workspace.as_os_str().is_empty() {
                 PathBuf::from(".")
             } else {
@@ -217,6 +220,7 @@ impl Engine {
         opts: RunOptions,
     ) -> Result<RunHandle, EngineError> {
         let (index, plan) = checked(&workflow)?;
+        let makespan = plan.makespan;
         let run_id = Uuid::now_v7();
         let records: Vec<TaskRecord> = workflow
             .tasks
@@ -273,7 +277,7 @@ impl Engine {
                 .await?;
         }
         let bridge = match self
-            .open_bridge(run_id, &workflow, &opts.workspace, false)
+            .open_bridge(run_id, &workflow, makespan, &opts.workspace, false)
             .await
         {
             Ok(b) => b,
@@ -364,6 +368,8 @@ impl Engine {
             None => read_stored_workflow(&run)?,
         };
         let (index, plan) = checked(&workflow)?;
+        let makespan = plan.makespan;
+        let workflow = Arc::new(workflow);
         let stored = store.tasks(run_id).await?;
         // Agents the dead engine left running on this host would race their next attempt.
         if current.as_ref().is_none_or(|l| l.host == self.holder.host) {
@@ -390,11 +396,11 @@ impl Engine {
         let cancel = self.cancel.child_token();
         let workspace = workspace.unwrap_or_else(|| PathBuf::from(&run.workspace));
         let bridge = self
-            .open_bridge(run_id, &workflow, &workspace, true)
+            .open_bridge(run_id, &workflow, makespan, &workspace, true)
             .await?;
         let run_loop = RunLoop::new(RunContext {
             run_id,
-            workflow: Arc::new(workflow),
+            workflow,
             index,
             plan,
             pool: self.pool.clone(),

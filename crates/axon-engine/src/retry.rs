@@ -25,6 +25,23 @@ pub fn delay_before_retry(policy: &RetryPolicy, retry: u32, jitter_seed: u64) ->
     builder.build().nth(index).unwrap_or(policy.max_delay)
 }
 
+/// The delay before retry number `retry` (1 for the first) of Axon's own calls to a service
+/// (a busy database, a Cortex server that is down): doubling from `first` to `cap`, with up to
+/// as much again of jitter seeded by `seed`, so that many callers failing together spread out.
+pub fn service_backoff(first: Duration, cap: Duration, retry: u32, seed: u64) -> Duration {
+    let index = usize::try_from(retry.saturating_sub(1)).unwrap_or(usize::MAX);
+    ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_max_delay(cap)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_jitter_seed(seed)
+        .without_max_times()
+        .build()
+        .nth(index)
+        .unwrap_or(cap)
+}
+
 /// A jitter seed that differs across runs, tasks and attempts.
 pub fn jitter_seed(run: uuid::Uuid, task: usize, attempt: u32) -> u64 {
     let (hi, lo) = run.as_u64_pair();
@@ -44,6 +61,20 @@ mod tests {
         assert_eq!(d(3), Duration::from_secs(4));
         assert_eq!(d(7), Duration::from_secs(60));
         assert_eq!(d(100), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn service_backoff_doubles_with_jitter_up_to_its_cap() {
+        let first = Duration::from_millis(100);
+        let cap = Duration::from_secs(1);
+        for seed in 0..20 {
+            let d1 = service_backoff(first, cap, 1, seed);
+            assert!(d1 >= first && d1 < first * 2, "{d1:?}");
+            let d3 = service_backoff(first, cap, 3, seed);
+            assert!(d3 >= first * 4 && d3 < first * 8, "{d3:?}");
+            let d50 = service_backoff(first, cap, 50, seed);
+            assert!(d50 >= cap && d50 < cap * 2, "{d50:?}");
+        }
     }
 
     #[test]

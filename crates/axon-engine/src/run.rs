@@ -72,6 +72,10 @@ pub(crate) enum Msg {
         attempt: u32,
         pid: u32,
     },
+    /// Something the user should be told about the run (once).
+    Notice {
+        message: String,
+    },
     /// A successful attempt's changes are sealed in its session: record its output (and
     /// that a merge is due) durably, then tell it to merge.
     Merging {
@@ -346,13 +350,32 @@ impl RunLoop {
             self.release_merges();
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
         for t in &batch.tasks {
             // Rows carry their task's position; clear the slots they used.
             if let Some(slot) = self.batch_slot.get_mut(t.position as usize) {
                 *slot = NOT_IN_BATCH;
             }
         }
+        // Tracking: what changed, as updates; a bridge with an outbox enqueues its calls in
+        // this same transaction, so none is lost or sent for a state that was not committed.
+        let updates = match (&self.tracking, &self.cx.bridge) {
+            (Some(_), Some(bridge)) => {
+                let mut updates: Vec<TrackUpdate> = batch.tasks.iter().map(track_update).collect();
+                if let Some((status, _)) = batch.run_status
+                    && status.is_terminal()
+                {
+                    let mut run =
+                        TrackUpdate::workflow(&self.cx.workflow.name, status.as_str(), self.now_ms);
+                    run.started_at_ms = Some(self.cx.created_at_ms);
+                    updates.push(run);
+                }
+                batch.outbox = bridge.run.outbox(&updates);
+                batch.outbox_at_ms = self.now_ms;
+                updates
+            }
+            _ => Vec::new(),
+        };
         if let Some(store) = &self.cx.store {
             let mut delay = Duration::from_millis(20);
             let mut tries = 0;
@@ -371,9 +394,8 @@ impl RunLoop {
         }
         self.cx.bus.publish_all(&std::mem::take(&mut self.events));
         if let Some((tx, _)) = &self.tracking
-            && !batch.tasks.is_empty()
+            && !updates.is_empty()
         {
-            let updates = batch.tasks.iter().map(track_update).collect();
             let _ = tx.send(updates);
         }
         self.release_merges();
@@ -573,6 +595,7 @@ impl RunLoop {
             context: Vec::new(),
             upstream,
             idempotency_key: format!("{}/{}/{attempt}", self.cx.run_id, self.task_id(i)),
+            cortex: None,
             session_dir: self.cx.workspace.clone(),
         }
     }
@@ -589,6 +612,7 @@ impl RunLoop {
             attempt,
         };
         let agent = lease.agent();
+        let cortex_api_key = lease.spec().cortex_api_key;
         let bridge = self.cx.bridge.clone();
         let context_limit = self
             .cx
@@ -607,6 +631,7 @@ impl RunLoop {
                         token,
                         timeout,
                         context_limit,
+                        cortex_api_key,
                     };
                     // Boxed: sessions' bigger state is not carried by every attempt's task.
                     Box::pin(run_in_session(&bridge, attempt, &tx)).await
@@ -665,6 +690,7 @@ impl RunLoop {
                     EventKind::TaskProgress { progress: value },
                 );
             }
+            Msg::Notice { message } => self.emit(None, None, EventKind::RunNotice { message }),
             Msg::Spawned { task, attempt, pid } => {
                 let i = task as usize;
                 let t = &mut self.tasks[i];
@@ -1153,29 +1179,35 @@ impl RunLoop {
             }
         }
         self.batch.run_status = Some((status, Some(finished_at)));
-        self.emit(
-            None,
-            None,
-            EventKind::RunFinished {
-                status,
-                duration_secs: duration.as_secs_f64(),
-            },
-        );
+        let finished = EventKind::RunFinished {
+            status,
+            duration_secs: duration.as_secs_f64(),
+        };
         metrics::counter!("axon_runs_total", "status" => status.as_str()).increment(1);
         for s in self.cx.pool.stats() {
             metrics::gauge!("axon_agent_utilisation_ratio", "agent" => s.id).set(s.utilisation);
         }
-        self.flush().await?;
-        if let Some((tx, worker)) = self.tracking.take() {
-            let at = self.now_ms;
-            let _ = tx.send(vec![TrackUpdate::workflow(
-                &self.cx.workflow.name,
-                status.as_str(),
-                at,
-            )]);
-            drop(tx);
-            // Tracking is written before the run is reported over.
-            let _ = worker.await;
+        match self.cx.bridge.clone() {
+            None => {
+                self.emit(None, None, finished);
+                self.flush().await?;
+            }
+            Some(bridge) => {
+                // This flush also tracks the run's end (see `flush`).
+                self.flush().await?;
+                if let Some((tx, worker)) = self.tracking.take() {
+                    drop(tx);
+                    // Tracking is written before the run is reported over.
+                    let _ = worker.await;
+                }
+                // What a remote tracker was not sent yet gets a last chance, then a word;
+                // the run's last event stays `RunFinished`.
+                for message in bridge.run.drain().await {
+                    self.emit(None, None, EventKind::RunNotice { message });
+                }
+                self.emit(None, None, finished);
+                self.flush().await?;
+            }
         }
         if let (Some(store), Some(h)) = (&self.cx.store, &self.cx.holder) {
             store.release_lease(self.cx.run_id, &h.host, h.pid).await?;
@@ -1262,6 +1294,8 @@ struct Attempt<'a> {
     token: CancellationToken,
     timeout: Option<Duration>,
     context_limit: u32,
+    /// Whether the agent may have the Cortex API key (its agents file opts in).
+    cortex_api_key: bool,
 }
 
 /// Runs an attempt in a session of the run's bridge: past episodes as its context, its own
@@ -1280,7 +1314,12 @@ async fn run_in_session(
             .search_episodes(&task.name, a.context_limit)
             .await
         {
-            Ok(context) => a.req.context = context,
+            Ok(context) => {
+                a.req.context = context.episodes;
+                if let Some(message) = context.warning {
+                    let _ = tx.send(Msg::Notice { message });
+                }
+            }
             Err(e) => {
                 tracing::warn!(task = %task.id, error = %e, "episode search failed; no context")
             }
@@ -1291,6 +1330,14 @@ async fn run_in_session(
         .create_session(task.id.as_str(), a.req.attempt)
         .await?;
     a.req.session_dir = session.dir.clone();
+    // The Cortex API key only reaches agents whose agents file opts in.
+    a.req.cortex = session.cortex.as_ref().map(|c| {
+        if a.cortex_api_key || c.api_key.is_none() {
+            Arc::clone(c)
+        } else {
+            Arc::new(c.without_key())
+        }
+    });
     let (task_no, attempt) = (a.progress.task, a.req.attempt);
     let result = run_attempt(a.agent, a.req, a.progress, a.token, a.timeout).await;
     let (result, keep) = match result {
@@ -1360,6 +1407,7 @@ fn track_update(rec: &TaskRecord) -> TrackUpdate {
     update.progress = rec.progress;
     update.assigned_to = rec.agent.clone();
     update.note = rec.error.clone();
+    update.started_at_ms = rec.started_at_ms;
     update
 }
 

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cortex;
 mod episode;
 mod outbox;
 mod sqlite;
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 use axon_core::model::{ErrorType, RunStatus, TaskStatus};
 use uuid::Uuid;
 
+pub use cortex::{CortexSessionRecord, OutboxRun};
 pub use episode::{EpisodeHit, EpisodeRecord, MAX_QUERY_WORDS};
 pub use outbox::{NewOutboxItem, OutboxCounts, OutboxItem};
 pub use sqlite::SqliteStore;
@@ -407,5 +409,60 @@ pub trait Store: Send + Sync + 'static {
         run_id: Uuid,
         task_id: Option<&str>,
         remote: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Deletes the run's delivered outbox calls (the undelivered ones stay); returns how many.
+    async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError>;
+
+    /// Runs with undelivered outbox calls, the one with the oldest call first, each with the
+    /// Cortex server it is tracked on (when recorded) and its undelivered count.
+    async fn outbox_runs(&self) -> Result<Vec<OutboxRun>, StoreError>;
+
+    /// Records the Cortex server (its base URL) a run is tracked on, and returns the server
+    /// now recorded: the first one recorded is kept.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchRun`] when the run does not exist.
+    async fn set_cortex_server(&self, run_id: Uuid, server: &str) -> Result<String, StoreError>;
+
+    /// The Cortex server a run is tracked on, if recorded.
+    async fn cortex_server(&self, run_id: Uuid) -> Result<Option<String>, StoreError>;
+
+    /// Records a Cortex session just created for an attempt (recording it twice changes
+    /// nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchRun`] when the run does not exist.
+    async fn cortex_session_opened(&self, session: &CortexSessionRecord) -> Result<(), StoreError>;
+
+    /// Forgets a Cortex session once the server deleted it (an unknown one is ignored).
+    async fn cortex_session_closed(&self, run_id: Uuid, session_id: &str)
+    -> Result<(), StoreError>;
+
+    /// The Cortex sessions recorded and not deleted yet, of one run or of every run, oldest
+    /// first.
+    async fn cortex_sessions(
+        &self,
+        run_id: Option<Uuid>,
+    ) -> Result<Vec<CortexSessionRecord>, StoreError>;
+
+    /// The Cortex workspace id remembered for workspace directory `path` on `server`.
+    async fn cortex_workspace(
+        &self,
+        server: &str,
+        path: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Remembers the Cortex workspace of `path` on `server`, and returns the id now
+    /// remembered: the first one recorded is kept (a caller that raced with another sees
+    /// which workspace is the real one).
+    async fn set_cortex_workspace(
+        &self,
+        server: &str,
+        path: &str,
+        workspace_id: &str,
+        at_ms: i64,
     ) -> Result<String, StoreError>;
 }

@@ -17,9 +17,12 @@ use uuid::Uuid;
 
 use crate::episode::{fts_query, query_words};
 use crate::{
-    Batch, EpisodeHit, EpisodeRecord, EventRecord, Lease, NewOutboxItem, OutboxCounts, OutboxItem,
-    RunRecord, RunSummary, Store, StoreError, TaskRecord, TrackRecord, TrackUpdate,
+    Batch, CortexSessionRecord, EpisodeHit, EpisodeRecord, EventRecord, Lease, NewOutboxItem,
+    OutboxCounts, OutboxItem, OutboxRun, RunRecord, RunSummary, Store, StoreError, TaskRecord,
+    TrackRecord, TrackUpdate,
 };
+
+mod cortex;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -964,6 +967,59 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(kept)
+    }
+
+    async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError> {
+        cortex::outbox_prune(&self.pool, run_id).await
+    }
+
+    async fn outbox_runs(&self) -> Result<Vec<OutboxRun>, StoreError> {
+        cortex::outbox_runs(&self.pool).await
+    }
+
+    async fn set_cortex_server(&self, run_id: Uuid, server: &str) -> Result<String, StoreError> {
+        cortex::set_server(&self.pool, run_id, server).await
+    }
+
+    async fn cortex_server(&self, run_id: Uuid) -> Result<Option<String>, StoreError> {
+        cortex::server(&self.pool, run_id).await
+    }
+
+    async fn cortex_session_opened(&self, session: &CortexSessionRecord) -> Result<(), StoreError> {
+        cortex::session_opened(&self.pool, session).await
+    }
+
+    async fn cortex_session_closed(
+        &self,
+        run_id: Uuid,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
+        cortex::session_closed(&self.pool, run_id, session_id).await
+    }
+
+    async fn cortex_sessions(
+        &self,
+        run_id: Option<Uuid>,
+    ) -> Result<Vec<CortexSessionRecord>, StoreError> {
+        cortex::sessions(&self.pool, run_id).await
+    }
+
+    async fn cortex_workspace(
+        &self,
+        server: &str,
+        path: &str,
+    ) -> Result<Option<String>, StoreError> {
+        cortex::workspace(&self.pool, server, path).await
+    }
+
+    async fn set_cortex_workspace(
+        &self,
+        server: &str,
+        path: &str,
+        workspace_id: &str,
+        at_ms: i64,
+    ) -> Result<String, StoreError> {
+        cortex::set_workspace(&self.pool, server, path, workspace_id, at_ms).await
     }
 }
 

@@ -53,6 +53,9 @@ pub struct TrackUpdate {
     pub note: Option<String>,
     /// When the change happened, ms since the Unix epoch.
     pub at_ms: i64,
+    /// When the work it reports started (the task's latest attempt, or the run), if known:
+    /// for durations. Not stored in tracking records.
+    pub started_at_ms: Option<i64>,
 }
 
 impl TrackUpdate {
@@ -66,6 +69,7 @@ impl TrackUpdate {
             assigned_to: None,
             note: None,
             at_ms,
+            started_at_ms: None,
         }
     }
 

@@ -7,25 +7,29 @@ use axon_core::agents::{AgentSpec, parse_agents};
 use axon_core::format::Format;
 use axon_core::model::RunStatus;
 use axon_engine::command::CommandAgent;
-use axon_engine::cortex::LocalCortex;
 use axon_engine::pool::{AgentPool, PoolAgent};
 use axon_engine::{Engine, EngineError, RunHandle, RunOptions, RunReport, RunSource};
 use axon_store::Store;
 
 use crate::Status;
-use crate::cli::{ResumeArgs, RunArgs};
+use crate::cli::{CortexArgs, ResumeArgs, RunArgs};
 use crate::input::{check_workflow, load_agents, load_agents_with_text};
 use crate::output::{plural, print_report, print_stdout};
 use crate::state::{chain, db_path, open, run_id_arg};
 use crate::summary::{RunView, TaskView, WorkflowView, human, now_ms};
 
-/// The engine of `run` and `resume`: durable state in `store`, and the embedded Cortex
-/// (git worktree sessions, episodes and tracking in the same database).
-fn engine(pool: AgentPool, store: &Arc<axon_store::SqliteStore>) -> Engine {
+/// The engine of `run` and `resume`: durable state in `store`, and the Cortex of `cortex`
+/// (the embedded one — git worktree sessions, episodes and tracking in the same database —
+/// and, with `--cortex-url`, a Cortex server too). `Err` is the exit status when the Cortex
+/// server is not usable (the problem is printed).
+async fn engine(
+    pool: AgentPool,
+    store: &Arc<axon_store::SqliteStore>,
+    cortex: &CortexArgs,
+) -> Result<Engine, Status> {
     let store = Arc::clone(store) as Arc<dyn Store>;
-    Engine::new(pool)
-        .with_store(Arc::clone(&store))
-        .with_cortex(Arc::new(LocalCortex::new(store)))
+    let bridge = crate::cortex::bridge(cortex, &store).await?;
+    Ok(Engine::new(pool).with_store(store).with_cortex(bridge))
 }
 
 /// Builds the runtime the engine runs on (the dispatcher runs on its workers).
@@ -115,12 +119,16 @@ pub fn run(args: &RunArgs, db: Option<&Path>) -> anyhow::Result<Status> {
     let json = args.json;
     let metrics_addr = args.metrics_addr;
     let merge_into = args.merge_into.clone();
+    let cortex = args.cortex.clone();
     runtime()?.block_on(async move {
         let store = Arc::new(open(&db).await?);
         if let Some(addr) = metrics_addr {
             serve_metrics(addr)?;
         }
-        let engine = engine(pool, &store);
+        let engine = match engine(pool, &store, &cortex).await {
+            Ok(e) => e,
+            Err(status) => return Ok(status),
+        };
         let events = engine.bus().subscribe();
         let total = parsed.workflow.tasks.len();
         let handle = match engine
@@ -151,6 +159,7 @@ pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
     let agents_arg = args.agents.clone();
     let json = args.json;
     let merge_into = args.merge_into.clone();
+    let cortex = args.cortex.clone();
     runtime()?.block_on(async move {
         let store = Arc::new(crate::state::open_existing(&db).await?);
         let Some(run) = store
@@ -208,7 +217,10 @@ pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
                 return Ok(Status::Invalid);
             }
         };
-        let engine = engine(pool, &store);
+        let engine = match engine(pool, &store, &cortex).await {
+            Ok(e) => e,
+            Err(status) => return Ok(status),
+        };
         let events = engine.bus().subscribe();
         let total = axon_engine::engine::read_stored_workflow(&run).map_or(0, |w| w.tasks.len());
         let handle = match engine.resume(run_id, None, None, merge_into).await {
@@ -315,6 +327,7 @@ pub fn view_of_report(report: &RunReport) -> RunView {
         tasks: report.tasks.iter().map(TaskView::from_report).collect(),
         metrics: Some(report.totals),
         tracking: None,
+        cortex: None,
         finish_error: report.finish_error.clone(),
     }
 }

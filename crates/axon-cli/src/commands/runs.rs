@@ -1,5 +1,6 @@
 //! `axon runs` and `axon status RUN`.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use axon_core::model::{RunStatus, TaskStatus};
@@ -15,7 +16,7 @@ use crate::cli::{RunsArgs, StatusArgs};
 use crate::commands::run::{counts_text, runtime};
 use crate::output::print_stdout;
 use crate::state::{chain, db_path, open_existing, run_id_arg};
-use crate::summary::{RunView, TaskView, TrackView, WorkflowView, human, now_ms};
+use crate::summary::{CortexView, RunView, TaskView, TrackView, WorkflowView, human, now_ms};
 
 #[derive(Serialize)]
 struct RunLine {
@@ -100,6 +101,7 @@ pub fn status(args: &StatusArgs, db: Option<&Path>) -> anyhow::Result<Status> {
             let mut t = format!("{} ({})\n\n", view.workflow.name, view.workflow.id);
             t.push_str(&human(&view));
             t.push_str(&tracking_line(view.tracking.as_deref().unwrap_or_default()));
+            t.push_str(&cortex_line(&view));
             print_stdout(&t)?;
         }
         Ok(Status::Success)
@@ -144,8 +146,73 @@ pub async fn load_view(store: &dyn Store, run_id: Uuid) -> anyhow::Result<Option
             .collect(),
         metrics: None,
         tracking: Some(tracking.into_iter().map(TrackView::of).collect()),
+        cortex: cortex_view(store, run_id)
+            .await
+            .map_err(|e| anyhow::anyhow!(chain(&e)))?,
         finish_error: None,
     }))
+}
+
+/// The run's Cortex server and what it still owes it, if it is tracked on one.
+async fn cortex_view(
+    store: &dyn Store,
+    run_id: Uuid,
+) -> Result<Option<CortexView>, axon_store::StoreError> {
+    let Some(server) = store.cortex_server(run_id).await? else {
+        return Ok(None);
+    };
+    let counts = store.outbox_counts(run_id).await?;
+    // The head of the oldest queue, due or not, tells why deliveries fail.
+    let last_error = store
+        .outbox_due(Some(run_id), i64::MAX, 1)
+        .await?
+        .into_iter()
+        .find_map(|i| i.last_error);
+    Ok(Some(CortexView {
+        server,
+        workflow_task_id: store.cortex_id(run_id, None).await?,
+        undelivered: counts.undelivered,
+        failing: counts.failing,
+        last_error,
+        oldest_undelivered_at: counts.oldest_at_ms.map(rfc3339),
+        open_sessions: store.cortex_sessions(Some(run_id)).await?.len() as u64,
+    }))
+}
+
+/// One line on the run's Cortex server: where it is tracked, and what is still owed.
+fn cortex_line(view: &RunView) -> String {
+    let Some(c) = &view.cortex else {
+        return String::new();
+    };
+    let task = c.workflow_task_id.as_deref().map_or_else(
+        || " (its task is not created yet)".to_owned(),
+        |id| format!(" as task {id}"),
+    );
+    let mut line = format!("cortex: tracked on {}{task}", c.server);
+    if c.undelivered == 0 {
+        line.push_str(", every update delivered");
+    } else {
+        let _ = write!(
+            line,
+            "; {} update{} not delivered yet",
+            c.undelivered,
+            if c.undelivered == 1 { "" } else { "s" }
+        );
+        if let Some(e) = &c.last_error {
+            let _ = write!(line, " (last error: {e})");
+        }
+        let _ = write!(line, ": `axon cortex sync {}` delivers them", view.run_id);
+    }
+    if c.open_sessions > 0 {
+        let _ = write!(
+            line,
+            "; {} Cortex session{} left open",
+            c.open_sessions,
+            if c.open_sessions == 1 { "" } else { "s" }
+        );
+    }
+    line.push('\n');
+    line
 }
 
 /// One line on the run's tracking records: the workflow record and its subtasks by status.

@@ -22,6 +22,7 @@ fn agent(k: usize, max_concurrent_tasks: u32, cpu_cores: u32, memory_mb: u64) ->
         },
         command: Vec::new(),
         env: BTreeMap::new(),
+        cortex_api_key: false,
     }
 }
 

@@ -9,7 +9,7 @@ use axon_core::model::{ErrorType, SessionScope};
 use axon_store::{Store, StoreError, TrackUpdate};
 use uuid::Uuid;
 
-use super::{BridgeError, CortexBridge, Notices, RunBridge, RunInfo, Session};
+use super::{BridgeError, Context, CortexBridge, Notices, RunBridge, RunInfo, Session};
 use crate::error::chain;
 use crate::session::{GitError, GitRepo, MergeOutcome, RunSessions, Worktree, violations};
 
@@ -32,11 +32,11 @@ impl LocalCortex {
     }
 }
 
-fn git_error(e: GitError) -> BridgeError {
+pub(super) fn git_error(e: GitError) -> BridgeError {
     classified("session", e.is_transient(), &e)
 }
 
-fn store_error(e: StoreError) -> BridgeError {
+pub(super) fn store_error(e: StoreError) -> BridgeError {
     classified("store", e.is_transient(), &e)
 }
 
@@ -123,22 +123,21 @@ impl CortexBridge for LocalCortex {
         }))
     }
 
-    async fn search_episodes(
-        &self,
-        query: &str,
-        limit: u32,
-    ) -> Result<Vec<serde_json::Value>, BridgeError> {
+    async fn search_episodes(&self, query: &str, limit: u32) -> Result<Context, BridgeError> {
         let Some(store) = &self.store else {
-            return Ok(Vec::new());
+            return Ok(Context::default());
         };
         let hits = store
             .search_episodes(query, limit)
             .await
             .map_err(store_error)?;
-        Ok(hits
-            .iter()
-            .map(|h| serde_json::to_value(h).unwrap_or(serde_json::Value::Null))
-            .collect())
+        Ok(Context {
+            episodes: hits
+                .iter()
+                .map(|h| serde_json::to_value(h).unwrap_or(serde_json::Value::Null))
+                .collect(),
+            warning: None,
+        })
     }
 }
 
@@ -197,6 +196,7 @@ impl RunBridge for LocalRun {
                 dir: self.workspace.clone(),
                 isolated: false,
                 base: None,
+                cortex: None,
             });
         };
         let wt = sessions.create(task_id, attempt).await.map_err(git_error)?;
@@ -214,6 +214,7 @@ impl RunBridge for LocalRun {
             dir,
             isolated: true,
             base: Some(wt.base),
+            cortex: None,
         })
     }
 

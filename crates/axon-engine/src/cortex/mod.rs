@@ -19,22 +19,30 @@
 //! the store does, so a bridge outage loses nothing.
 //!
 //! [`LocalCortex`] is the embedded implementation (git worktrees, the store's episodes and
-//! tracking tables); an HTTP client for a remote Cortex server can implement the same traits.
+//! tracking tables). [`HttpCortex`] adds a remote Cortex server on top of it, spoken to with
+//! the [`http`] client: tracking through a durable outbox, a Cortex session per attempt, and
+//! Cortex memory in the agents' context.
 
 pub mod http;
 mod local;
+mod remote;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use axon_core::model::{ErrorType, SessionScope};
-use axon_store::TrackUpdate;
+use axon_core::model::{ErrorType, SessionScope, Workflow};
+use axon_store::{NewOutboxItem, TrackUpdate};
 use uuid::Uuid;
 
-use crate::agent::AttemptError;
+use crate::agent::{AttemptError, CortexAccess};
 
 pub use local::LocalCortex;
+pub use remote::{
+    CortexConfig, CortexRoles, DeliveryReport, HttpCortex, PROGRESS_EVERY, RunDelivery,
+    deliver_backlog,
+};
 
 /// A bridge operation that failed, classified for the retry policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -79,10 +87,25 @@ pub struct RunInfo {
     pub workflow_name: String,
     /// Every task: id and name, in workflow order (their tracking records).
     pub tasks: Vec<(String, String)>,
+    /// The whole workflow (descriptions, priorities, types, estimates: what a remote tracker
+    /// shows).
+    pub workflow: Arc<Workflow>,
+    /// The length of the workflow's critical path (its estimated duration).
+    pub estimated: Duration,
     /// Where tasks work.
     pub workspace: PathBuf,
     /// Whether the run is resumed (its integration branch and records exist).
     pub resumed: bool,
+}
+
+/// Episodes for an agent's `context`, and what the user should hear about the search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// The episodes, best first, as the JSON objects agents receive.
+    pub episodes: Vec<serde_json::Value>,
+    /// A degradation worth telling the user once (a remote memory search failed, so the
+    /// context holds local episodes only).
+    pub warning: Option<String>,
 }
 
 /// Where one attempt works.
@@ -99,6 +122,8 @@ pub struct Session {
     pub isolated: bool,
     /// The commit the session was cut from, when the bridge uses git.
     pub base: Option<String>,
+    /// The attempt's session on a Cortex server, if the bridge opened one.
+    pub cortex: Option<Arc<CortexAccess>>,
 }
 
 /// What the bridge wants the user to know about a run, once (no isolation, a dirty working
@@ -113,11 +138,7 @@ pub trait CortexBridge: Send + Sync + 'static {
 
     /// Past episodes for `query` (a task's name), best first, at most `limit`, as the JSON
     /// objects agents receive as `context`.
-    async fn search_episodes(
-        &self,
-        query: &str,
-        limit: u32,
-    ) -> Result<Vec<serde_json::Value>, BridgeError>;
+    async fn search_episodes(&self, query: &str, limit: u32) -> Result<Context, BridgeError>;
 }
 
 /// A bridge opened for one run.
@@ -155,8 +176,24 @@ pub trait RunBridge: Send + Sync + 'static {
     /// dead engine left), and when the run ends (once every outcome is recorded).
     async fn repair(&self, keep: &[(String, u32)]) -> Result<(), BridgeError>;
 
-    /// Applies tracking changes (called off the dispatcher's hot path, in order).
+    /// Tracking calls to enqueue in the store's outbox in the same transaction as the task
+    /// states `updates` report (called on the dispatcher's hot path, just before each commit:
+    /// it must be quick and must not block). A bridge that delivers tracking through the
+    /// outbox returns them here; the default, none.
+    fn outbox(&self, updates: &[TrackUpdate]) -> Vec<NewOutboxItem> {
+        let _ = updates;
+        Vec::new()
+    }
+
+    /// Applies tracking changes (called off the dispatcher's hot path, in order, once they
+    /// are committed).
     async fn track(&self, updates: Vec<TrackUpdate>) -> Result<(), BridgeError>;
+
+    /// The run is over and its last tracking changes are committed: delivers what it can
+    /// of them within a short time, and says what is left undelivered. Never fails.
+    async fn drain(&self) -> Notices {
+        Notices::new()
+    }
 
     /// The run is over: brings `merge_into` (if any) up to the integration branch when the run
     /// succeeded, and cleans up. Returns what to tell the user.

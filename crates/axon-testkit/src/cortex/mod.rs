@@ -138,12 +138,19 @@ impl FakeCortex {
     /// # Panics
     /// If no loopback port can be bound (a broken test machine).
     pub async fn start(config: FakeConfig) -> FakeCortex {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
+        Self::start_on(0, config)
             .await
-            .expect("a test machine can bind a loopback port");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
+            .expect("a test machine can bind a loopback port")
+    }
+
+    /// Binds `127.0.0.1:port` (0: any free port) and starts serving on the current tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start_on(port: u16, config: FakeConfig) -> std::io::Result<FakeCortex> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             api_key: config.api_key,
             started: Instant::now(),
@@ -154,11 +161,11 @@ impl FakeCortex {
         });
         let router = routes::router(shared.clone());
         let server = tokio::spawn(serve(listener, addr, router, shared.clone()));
-        FakeCortex {
+        Ok(FakeCortex {
             addr,
             shared,
             server,
-        }
+        })
     }
 
     /// The base URL, `http://127.0.0.1:<port>` (no trailing slash, no `/api/v1`).

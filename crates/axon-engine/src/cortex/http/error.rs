@@ -242,6 +242,15 @@ impl CortexError {
         }
     }
 
+    /// Whether the server could not be reached at all (refused, no connection, TLS, timeout):
+    /// other calls to it now would fail the same way.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused { .. } | Self::Connect { .. } | Self::Tls { .. } | Self::Timeout { .. }
+        )
+    }
+
     /// How long the server asked to wait (`Retry-After` in seconds, on a 429 or a 503).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -205,7 +205,7 @@ pub struct Task {
 }
 
 /// `POST /api/v1/tasks` body. The server always starts a task `pending` with progress 0.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewTask {
     /// Required.
     pub title: String,
@@ -241,7 +241,7 @@ impl NewTask {
 
 /// `PUT /api/v1/tasks/{id}` body: a partial update. `None` means unchanged (and is left out:
 /// the server cannot clear a field back to null anyway).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskUpdate {
     /// New title.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,319 @@
+//! The courier: delivers the store's tracking outbox to a Cortex server.
+//!
+//! Each round reads the calls that are due ([`Store::outbox_due`]: at most one per task, the
+//! oldest undelivered of its queue, so no task's calls are reordered), delivers the workflow's
+//! first (tasks need its Cortex id as their parent tag), then the tasks' concurrently, and
+//! records each outcome: delivered, or to retry later with backoff (or after the server's
+//! `Retry-After`). A failing call holds back the later calls of its own task only.
+//!
+//! Creating a Cortex task is not idempotent on the server, so the courier makes it so: the
+//! Cortex id of every created task is stored, and a create whose earlier delivery may have
+//! reached Cortex without being recorded (it failed in a way that proves nothing, or it was
+//! enqueued before this courier started: a crash) first looks for the task by its tags and
+//! adopts it. A create that loses a race with another courier deletes its own task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axon_store::{OutboxItem, Store, StoreError};
+use futures_util::StreamExt;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::tracking::{CREATE_TASK, CREATE_WORKFLOW, UPDATE, parent_tag, task_tag, workflow_tags};
+use crate::cortex::http::{
+    CortexClient, CortexError, CortexTaskId, NewTask, TaskFilter, TaskUpdate,
+};
+use crate::error::chain;
+use crate::retry::service_backoff;
+use crate::run::now_ms;
+
+/// Calls read per round.
+const ROUND: u32 = 256;
+/// Calls of different tasks in flight at once.
+const IN_FLIGHT: usize = 8;
+/// First retry delay of a failed delivery.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// Longest retry delay of a failed delivery.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How long a task's create waits before trying again when its workflow's Cortex task does
+/// not exist yet.
+const PARENT_WAIT: Duration = Duration::from_millis(250);
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Round {
+    /// Calls delivered (or dropped for good, see [`Outcome::Dropped`]).
+    pub delivered: usize,
+    /// Calls that failed and wait for a retry.
+    pub failed: usize,
+    /// Whether a call failed because the server could not be reached at all.
+    pub unreachable: bool,
+    /// The last failure, for people.
+    pub last_error: Option<String>,
+}
+
+/// The outcome of delivering one call.
+enum Outcome {
+    /// Cortex has it.
+    Delivered,
+    /// It can never be delivered (its Cortex task was deleted there, or its payload is not
+    /// one this version wrote): it is taken off the queue, so the task's later calls go on.
+    Dropped(String),
+    /// Not yet: try again after this long.
+    Later(String, Duration),
+}
+
+/// The Cortex tasks of a run found by their tags (after a crash): by Axon task id, `None` for
+/// the workflow.
+type Found = HashMap<Option<String>, CortexTaskId>;
+
+/// Delivers outbox calls to one Cortex server.
+pub(crate) struct Courier {
+    client: CortexClient,
+    store: Arc<dyn Store>,
+    /// Calls enqueued before this may have reached Cortex unrecorded (their engine died).
+    started_ms: i64,
+    /// What searching Cortex by tags found, per run (searched once per run, and again after an
+    /// ambiguous failure of a create).
+    found: Mutex<HashMap<Uuid, Found>>,
+}
+
+impl Courier {
+    pub(crate) fn new(client: CortexClient, store: Arc<dyn Store>) -> Self {
+        Self {
+            client,
+            store,
+            started_ms: now_ms(),
+            found: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store it delivers from.
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// The client it delivers with.
+    pub(crate) fn client(&self) -> &CortexClient {
+        &self.client
+    }
+
+    /// Delivers what is due of `run` now, once.
+    ///
+    /// # Errors
+    /// When the store fails (nothing is lost: what was not recorded delivered is delivered
+    /// again later).
+    pub(crate) async fn round(&self, run: Uuid) -> Result<Round, StoreError> {
+        let now = now_ms();
+        let due = self.store.outbox_due(Some(run), now, ROUND).await?;
+        let (workflow, tasks): (Vec<OutboxItem>, Vec<OutboxItem>) =
+            due.into_iter().partition(|i| i.task_id.is_none());
+        let mut round = Round::default();
+        let mut delivered = Vec::new();
+        for item in workflow {
+            let outcome = self.deliver(&item).await;
+            self.settle(&item, outcome, &mut round, &mut delivered)
+                .await?;
+        }
+        let outcomes: Vec<(OutboxItem, Result<Outcome, Failure>)> =
+            futures_util::stream::iter(tasks)
+                .map(|item| async move {
+                    let outcome = self.deliver(&item).await;
+                    (item, outcome)
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect()
+                .await;
+        for (item, outcome) in outcomes {
+            self.settle(&item, outcome, &mut round, &mut delivered)
+                .await?;
+        }
+        self.store.outbox_delivered(&delivered, now_ms()).await?;
+        Ok(round)
+    }
+
+    async fn settle(
+        &self,
+        item: &OutboxItem,
+        outcome: Result<Outcome, Failure>,
+        round: &mut Round,
+        delivered: &mut Vec<i64>,
+    ) -> Result<(), StoreError> {
+        let (reason, after) = match outcome {
+            Ok(Outcome::Delivered) => {
+                delivered.push(item.id);
+                round.delivered += 1;
+                return Ok(());
+            }
+            Ok(Outcome::Dropped(reason)) => {
+                tracing::warn!(run = %item.run_id, task = ?item.task_id, kind = %item.kind, %reason, "tracking call dropped");
+                delivered.push(item.id);
+                round.delivered += 1;
+                return Ok(());
+            }
+            Ok(Outcome::Later(reason, after)) => (reason, after),
+            Err(Failure::Store(e)) => return Err(e),
+            Err(Failure::Cortex(e)) => {
+                round.unreachable |= e.is_unreachable();
+                let after = e.retry_after().unwrap_or_else(|| {
+                    service_backoff(
+                        FIRST_RETRY,
+                        MAX_RETRY,
+                        item.attempts.saturating_add(1),
+                        item.id.unsigned_abs(),
+                    )
+                });
+                (e.to_string(), after)
+            }
+        };
+        round.failed += 1;
+        let due = now_ms() + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
+        self.store.outbox_retry_later(item.id, &reason, due).await?;
+        round.last_error = Some(reason);
+        Ok(())
+    }
+
+    async fn deliver(&self, item: &OutboxItem) -> Result<Outcome, Failure> {
+        match item.kind.as_str() {
+            CREATE_WORKFLOW => self.create(item, None).await,
+            CREATE_TASK => match &item.task_id {
+                Some(task) => self.create(item, Some(task)).await,
+                None => Ok(Outcome::Dropped("a task create without a task".into())),
+            },
+            UPDATE => self.update(item).await,
+            other => Ok(Outcome::Dropped(format!("unknown call `{other}`"))),
+        }
+    }
+
+    /// Creates the Cortex task of the workflow (`task` `None`) or of a task, unless it exists.
+    async fn create(&self, item: &OutboxItem, task: Option<&str>) -> Result<Outcome, Failure> {
+        let run = item.run_id;
+        if self.store.cortex_id(run, task).await?.is_some() {
+            return Ok(Outcome::Delivered);
+        }
+        let Ok(mut body) = serde_json::from_value::<NewTask>(item.payload.clone()) else {
+            return Ok(Outcome::Dropped("its payload is not a Cortex task".into()));
+        };
+        if task.is_some() {
+            let Some(parent) = self.store.cortex_id(run, None).await? else {
+                return Ok(Outcome::Later(
+                    "waiting for the workflow's Cortex task".into(),
+                    PARENT_WAIT,
+                ));
+            };
+            body.tags.insert(0, parent_tag(&parent));
+        }
+        // An earlier delivery may have created it without our knowing.
+        let suspect = item.attempts > 0 || item.created_at_ms < self.started_ms;
+        if suspect && let Some(id) = self.find(run, task, item.attempts > 0).await? {
+            self.store.set_cortex_id(run, task, id.as_str()).await?;
+            return Ok(Outcome::Delivered);
+        }
+        let created = self.client.create_task(&body).await?;
+        let kept = self
+            .store
+            .set_cortex_id(run, task, created.id.as_str())
+            .await?;
+        if kept != created.id.as_str() {
+            // Another delivery won the race: ours is a duplicate.
+            if let Err(e) = self.client.delete_task(&created.id).await {
+                tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
+            }
+        }
+        Ok(Outcome::Delivered)
+    }
+
+    async fn update(&self, item: &OutboxItem) -> Result<Outcome, Failure> {
+        let task = item.task_id.as_deref();
+        let Some(id) = self.store.cortex_id(item.run_id, task).await? else {
+            return Ok(Outcome::Later(
+                "waiting for its Cortex task to be created".into(),
+                PARENT_WAIT,
+            ));
+        };
+        let Ok(body) = serde_json::from_value::<TaskUpdate>(item.payload.clone()) else {
+            return Ok(Outcome::Dropped(
+                "its payload is not a Cortex task update".into(),
+            ));
+        };
+        match self.client.update_task(&CortexTaskId(id), &body).await {
+            Ok(_) => Ok(Outcome::Delivered),
+            Err(e) if e.status() == Some(404) => Ok(Outcome::Dropped(format!(
+                "its Cortex task is gone ({})",
+                chain(&e)
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The Cortex task already created for the workflow (`task` `None`) or a task of `run`,
+    /// found by its tags; the oldest when there are several. Searches Cortex once per run,
+    /// or again when `fresh`.
+    async fn find(
+        &self,
+        run: Uuid,
+        task: Option<&str>,
+        fresh: bool,
+    ) -> Result<Option<CortexTaskId>, Failure> {
+        let mut found = self.found.lock().await;
+        let key = task.map(str::to_owned);
+        if !fresh && let Some(known) = found.get(&run) {
+            // Searched already: a task that was there is adopted then, one that was not has
+            // not been created since (this courier would know).
+            return Ok(known.get(&key).cloned());
+        }
+        let mut map = found.remove(&run).unwrap_or_default();
+        let workflow_tags = workflow_tags(run);
+        let filter = TaskFilter {
+            tags: vec![workflow_tags[1].clone()],
+            ..TaskFilter::default()
+        };
+        // Newest first: the last one seen of each is the oldest.
+        for t in self.client.list_tasks(&filter).await? {
+            if workflow_tags.iter().all(|tag| t.tags.contains(tag)) {
+                map.insert(None, t.id);
+            }
+        }
+        let parent = match map.get(&None) {
+            Some(p) => Some(p.0.clone()),
+            None => self.store.cortex_id(run, None).await?,
+        };
+        if let Some(parent) = parent {
+            let filter = TaskFilter {
+                tags: vec![parent_tag(&parent)],
+                ..TaskFilter::default()
+            };
+            for t in self.client.list_tasks(&filter).await? {
+                if let Some(id) = t.tags.iter().find_map(|tag| tag.strip_prefix("axon-task:")) {
+                    debug_assert_eq!(task_tag(id), format!("axon-task:{id}"));
+                    map.insert(Some(id.to_owned()), t.id.clone());
+                }
+            }
+        }
+        let hit = map.get(&key).cloned();
+        found.insert(run, map);
+        Ok(hit)
+    }
+}
+
+/// Why a delivery did not happen.
+enum Failure {
+    /// Cortex failed or refused (retried later).
+    Cortex(CortexError),
+    /// The store failed (the round stops).
+    Store(StoreError),
+}
+
+impl From<CortexError> for Failure {
+    fn from(e: CortexError) -> Self {
+        Self::Cortex(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}

@@ -1,0 +1,498 @@
+//! [`RemoteRun`]: one run's bridge to a Cortex server, around the embedded run bridge (git
+//! worktrees, local tracking records), and the [`Worker`] that delivers its tracking outbox
+//! while it runs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axon_core::model::{ErrorType, SessionScope};
+use axon_store::{CortexSessionRecord, NewOutboxItem, Store, StoreError, TrackUpdate};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::CortexRoles;
+use super::courier::Courier;
+use super::tracking::Tracker;
+use crate::agent::CortexAccess;
+use crate::cortex::http::{
+    CortexClient, MergeRequest, MergeStatus, MergeStrategy, NewSession, SessionId, WorkspaceId,
+};
+use crate::cortex::local::store_error;
+use crate::cortex::{BridgeError, Notices, RunBridge, RunInfo, Session};
+use crate::error::chain;
+use crate::run::now_ms;
+
+/// How long the worker sleeps when nothing was due (it wakes at once when the engine commits
+/// new calls).
+const IDLE: Duration = Duration::from_millis(250);
+/// How long a backlog run may go without progress before the worker leaves it for later.
+const BACKLOG_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Delivers a run's outbox in the background while the run lives; and, once, the backlog
+/// other runs left for the same server.
+pub(crate) struct Worker {
+    courier: Arc<Courier>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    pub(crate) fn start(courier: Arc<Courier>, run_id: Uuid) -> Self {
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let join = tokio::spawn(work(
+            Arc::clone(&courier),
+            run_id,
+            Arc::clone(&wake),
+            stop.clone(),
+        ));
+        Self {
+            courier,
+            wake,
+            stop,
+            join: Mutex::new(Some(join)),
+        }
+    }
+
+    /// Stops the worker and waits for it (a round in flight finishes first).
+    async fn stop(&self) {
+        self.stop.cancel();
+        let join = self
+            .join
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(join) = join {
+            let _ = join.await;
+        }
+    }
+}
+
+async fn work(courier: Arc<Courier>, run_id: Uuid, wake: Arc<Notify>, stop: CancellationToken) {
+    let mut backlog: Option<JoinHandle<()>> = None;
+    loop {
+        let delivered = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            round = courier.round(run_id) => match round {
+                Ok(r) => r.delivered,
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), "cortex tracking: the outbox is unreadable");
+                    0
+                }
+            },
+        };
+        if delivered > 0 {
+            continue;
+        }
+        if backlog.is_none() {
+            backlog = Some(tokio::spawn(deliver_others(Arc::clone(&courier), run_id)));
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(IDLE) => {}
+        }
+    }
+    if let Some(b) = backlog {
+        b.abort();
+    }
+}
+
+/// The backlog of other runs tracked on this courier's server (their engines are gone).
+async fn deliver_others(courier: Arc<Courier>, run_id: Uuid) {
+    let store = courier.store();
+    let server = courier.client().url().to_owned();
+    let runs = match store.outbox_runs().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %chain(&e), "cortex backlog: cannot list runs");
+            return;
+        }
+    };
+    for other in runs {
+        if other.run_id == run_id || other.server.as_deref() != Some(server.as_str()) {
+            continue;
+        }
+        match super::deliver_run(&courier, &store, &server, other.run_id, BACKLOG_PATIENCE).await {
+            Ok(done) if done.left > 0 => break, // Cortex struggles: leave the rest for later
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cortex backlog: delivery stopped");
+                break;
+            }
+        }
+    }
+}
+
+/// What a [`RemoteRun`] is made of.
+pub(crate) struct Parts<'a> {
+    pub local: Arc<dyn RunBridge>,
+    pub info: &'a RunInfo,
+    pub store: Arc<dyn Store>,
+    pub client: CortexClient,
+    pub roles: CortexRoles,
+    pub workspace: Option<WorkspaceId>,
+    pub api_key: Option<String>,
+    pub tracker: Tracker,
+    pub worker: Option<Worker>,
+    pub drain_timeout: Duration,
+}
+
+/// What the bridge needs of each task.
+struct TaskInfo {
+    /// The task's type, the session's `agent_type`.
+    kind: &'static str,
+    /// How its session is merged.
+    strategy: MergeStrategy,
+}
+
+/// One run's bridge to a Cortex server.
+pub(crate) struct RemoteRun {
+    local: Arc<dyn RunBridge>,
+    run_id: Uuid,
+    store: Arc<dyn Store>,
+    client: CortexClient,
+    roles: CortexRoles,
+    workspace: Option<WorkspaceId>,
+    api_key: Option<String>,
+    tasks: HashMap<String, TaskInfo>,
+    tracker: Tracker,
+    worker: Option<Worker>,
+    drain_timeout: Duration,
+    /// Sessions whose local (git) side has changes to merge.
+    sealed: Mutex<HashSet<(String, u32)>>,
+}
+
+impl RemoteRun {
+    pub(crate) fn new(p: Parts<'_>) -> Self {
+        let tasks = p
+            .info
+            .workflow
+            .tasks
+            .iter()
+            .map(|t| {
+                let strategy = match t.merge_strategy {
+                    None | Some(axon_core::model::MergeStrategy::Auto) => MergeStrategy::Auto,
+                    Some(axon_core::model::MergeStrategy::Manual) => MergeStrategy::Manual,
+                    Some(axon_core::model::MergeStrategy::Theirs) => MergeStrategy::Theirs,
+                    Some(axon_core::model::MergeStrategy::Mine) => MergeStrategy::Mine,
+                };
+                let kind = t.task_type.kind().as_str();
+                (t.id.to_string(), TaskInfo { kind, strategy })
+            })
+            .collect();
+        Self {
+            local: p.local,
+            run_id: p.info.run_id,
+            store: p.store,
+            client: p.client,
+            roles: p.roles,
+            workspace: p.workspace,
+            api_key: p.api_key,
+            tasks,
+            tracker: p.tracker,
+            worker: p.worker,
+            drain_timeout: p.drain_timeout,
+            sealed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn sealed(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u32)>> {
+        self.sealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Merges Cortex session `id` of `task_id` with the task's strategy.
+    async fn merge_remote(&self, task_id: &str, id: &str) -> Result<(), BridgeError> {
+        let strategy = self
+            .tasks
+            .get(task_id)
+            .map_or(MergeStrategy::Auto, |t| t.strategy);
+        let sid = SessionId(id.to_owned());
+        match self
+            .client
+            .merge_session(&sid, &MergeRequest::new(strategy))
+            .await
+        {
+            Ok(r) if r.status == MergeStatus::Partial => Err(BridgeError::new(
+                ErrorType::MergeConflict,
+                format!(
+                    "merge conflict in Cortex session {id}: its merge was partial ({} changes merged; Cortex does not name the conflicting files)",
+                    r.changes_merged
+                ),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorType::MergeConflict => Err(BridgeError::new(
+                ErrorType::MergeConflict,
+                format!("merge conflict in Cortex session {id}: {}", chain(&e)),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes Cortex session `id`; the record goes once Cortex confirms (else a later
+    /// repair or sync deletes it).
+    async fn delete_remote(&self, id: &str) {
+        match self.client.delete_session(&SessionId(id.to_owned())).await {
+            Ok(()) => {
+                if let Err(e) = self.store.cortex_session_closed(self.run_id, id).await {
+                    tracing::warn!(error = %chain(&e), "could not record a deleted Cortex session");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "could not delete a Cortex session; it is deleted later");
+            }
+        }
+    }
+}
+
+/// Deletes every recorded Cortex session of `run_id` (of `only` an attempt, when given);
+/// returns how many Cortex confirmed. What it could not delete stays recorded.
+pub(crate) async fn delete_recorded_sessions(
+    client: &CortexClient,
+    store: &Arc<dyn Store>,
+    run_id: Uuid,
+    only: Option<(&str, u32)>,
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for s in store.cortex_sessions(Some(run_id)).await? {
+        if only.is_some_and(|(t, a)| t != s.task_id || a != s.attempt) {
+            continue;
+        }
+        match client
+            .delete_session(&SessionId(s.session_id.clone()))
+            .await
+        {
+            Ok(()) => {
+                store.cortex_session_closed(run_id, &s.session_id).await?;
+                deleted += 1;
+            }
+            Err(e) => {
+                tracing::warn!(session = %s.session_id, error = %e, "could not delete a Cortex session");
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[async_trait]
+impl RunBridge for RemoteRun {
+    fn notices(&self) -> Notices {
+        let mut notices = self.local.notices();
+        let url = self.client.url();
+        if self.roles.tracking {
+            notices.push(format!("tracking this run on Cortex at {url}"));
+        }
+        if let Some(ws) = &self.workspace {
+            notices.push(format!(
+                "each task attempt also gets a Cortex session on workspace {ws}"
+            ));
+        }
+        notices
+    }
+
+    async fn create_session(&self, task_id: &str, attempt: u32) -> Result<Session, BridgeError> {
+        let mut session = self.local.create_session(task_id, attempt).await?;
+        let Some(workspace) = &self.workspace else {
+            return Ok(session);
+        };
+        let new = NewSession {
+            name: format!("axon/{}/{task_id}/{attempt}", self.run_id),
+            agent_type: self
+                .tasks
+                .get(task_id)
+                .map_or("custom", |t| t.kind)
+                .to_owned(),
+            workspace_id: workspace.clone(),
+        };
+        let created = match self.client.create_session(&new).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.local.close_session(&session, false).await;
+                return Err(e.into());
+            }
+        };
+        let record = CortexSessionRecord {
+            run_id: self.run_id,
+            task_id: task_id.to_owned(),
+            attempt,
+            session_id: created.id.to_string(),
+            created_at_ms: now_ms(),
+        };
+        if let Err(e) = self.store.cortex_session_opened(&record).await {
+            self.delete_remote(created.id.as_str()).await;
+            self.local.close_session(&session, false).await;
+            return Err(store_error(e));
+        }
+        session.cortex = Some(Arc::new(CortexAccess {
+            url: self.client.url().to_owned(),
+            session_id: created.id.to_string(),
+            workspace_id: workspace.to_string(),
+            api_key: self.api_key.clone(),
+        }));
+        Ok(session)
+    }
+
+    async fn seal_session(
+        &self,
+        session: &Session,
+        scope: &SessionScope,
+    ) -> Result<bool, BridgeError> {
+        let local = self.local.seal_session(session, scope).await?;
+        if local {
+            self.sealed()
+                .insert((session.task_id.clone(), session.attempt));
+        }
+        // A Cortex session is always merged on success, changes in git or not.
+        Ok(local || session.cortex.is_some())
+    }
+
+    async fn merge_session(&self, session: &Session) -> Result<(), BridgeError> {
+        // Cortex first: a refused merge leaves the integration branch as it was.
+        if let Some(c) = &session.cortex {
+            self.merge_remote(&session.task_id, &c.session_id).await?;
+        }
+        let local = self
+            .sealed()
+            .remove(&(session.task_id.clone(), session.attempt));
+        if local {
+            self.local.merge_session(session).await?;
+        }
+        Ok(())
+    }
+
+    async fn close_session(&self, session: &Session, keep: bool) {
+        self.sealed()
+            .remove(&(session.task_id.clone(), session.attempt));
+        self.local.close_session(session, keep).await;
+        if let Some(c) = &session.cortex {
+            self.delete_remote(&c.session_id).await;
+        }
+    }
+
+    async fn recover_merge(&self, task_id: &str, attempt: u32) -> Result<(), BridgeError> {
+        let recorded = self
+            .store
+            .cortex_sessions(Some(self.run_id))
+            .await
+            .map_err(store_error)?;
+        for s in recorded
+            .iter()
+            .filter(|s| s.task_id == task_id && s.attempt == attempt)
+        {
+            // Merging again is allowed: the engine died before it knew whether it had.
+            let merged = self.merge_remote(task_id, &s.session_id).await;
+            self.delete_remote(&s.session_id).await;
+            merged?;
+        }
+        self.local.recover_merge(task_id, attempt).await
+    }
+
+    async fn repair(&self, keep: &[(String, u32)]) -> Result<(), BridgeError> {
+        self.local.repair(keep).await?;
+        // No attempt is running when the engine repairs: every recorded session is left over.
+        delete_recorded_sessions(&self.client, &self.store, self.run_id, None)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    fn outbox(&self, updates: &[TrackUpdate]) -> Vec<NewOutboxItem> {
+        if self.roles.tracking {
+            self.tracker.calls(updates)
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn track(&self, updates: Vec<TrackUpdate>) -> Result<(), BridgeError> {
+        if let Some(w) = &self.worker {
+            w.wake.notify_one();
+        }
+        self.local.track(updates).await
+    }
+
+    async fn close_run(
+        &self,
+        succeeded: bool,
+        merge_into: Option<&str>,
+    ) -> Result<Notices, BridgeError> {
+        self.local.close_run(succeeded, merge_into).await
+    }
+
+    async fn drain(&self) -> Notices {
+        let mut notices = self.local.drain().await;
+        let Some(worker) = &self.worker else {
+            return notices;
+        };
+        worker.stop().await;
+        let courier = &worker.courier;
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let mut last_error = None;
+        let left = loop {
+            let left = match self.store.outbox_counts(self.run_id).await {
+                Ok(c) => c.undelivered,
+                Err(e) => {
+                    last_error = Some(chain(&e));
+                    break None;
+                }
+            };
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                break Some(left);
+            }
+            match courier.round(self.run_id).await {
+                Ok(r) => {
+                    if r.last_error.is_some() {
+                        last_error = r.last_error;
+                    }
+                    if r.delivered == 0 {
+                        if r.unreachable {
+                            // Cortex is down: waiting for it would only hold the run up.
+                            break self
+                                .store
+                                .outbox_counts(self.run_id)
+                                .await
+                                .ok()
+                                .map(|c| c.undelivered);
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(e) => {
+                    last_error = Some(chain(&e));
+                    break None;
+                }
+            }
+        };
+        match left {
+            Some(0) => {
+                if let Err(e) = self.store.outbox_prune(self.run_id).await {
+                    tracing::debug!(error = %chain(&e), "could not prune the delivered outbox");
+                }
+                if let Ok(Some(id)) = self.store.cortex_id(self.run_id, None).await {
+                    notices.push(format!(
+                        "tracked on Cortex at {} as task {id}",
+                        self.client.url()
+                    ));
+                }
+            }
+            left => {
+                let count = left.map_or_else(|| "some".to_owned(), |n| n.to_string());
+                let why = last_error.map(|e| format!(" ({e})")).unwrap_or_default();
+                notices.push(format!(
+                    "{count} Cortex tracking updates are not delivered yet{why}; they stay queued: `axon cortex sync {}` or the next run on this server delivers them",
+                    self.run_id
+                ));
+            }
+        }
+        notices
+    }
+}

@@ -1,0 +1,369 @@
+//! The SQLite side of [`crate::cortex`]: runs' Cortex servers, open Cortex sessions, and the
+//! Cortex workspace of each workspace directory (migration 0006). The [`Store`](crate::Store)
+//! methods of [`SqliteStore`](super::SqliteStore) call these.
+
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::{ensure_run, u32_of, u64_of, uuid_of};
+use crate::{CortexSessionRecord, OutboxRun, StoreError};
+
+pub(super) async fn set_server(
+    pool: &SqlitePool,
+    run_id: Uuid,
+    server: &str,
+) -> Result<String, StoreError> {
+    let id = run_id.to_string();
+    // IMMEDIATE: take the write lock up front (see `outbox_push`).
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    ensure_run(&mut tx, run_id).await?;
+    sqlx::query("INSERT INTO cortex_runs (run_id, server) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(&id)
+        .bind(server)
+        .execute(&mut *tx)
+        .await?;
+    let kept: String = sqlx::query_scalar("SELECT server FROM cortex_runs WHERE run_id = ?")
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(kept)
+}
+
+pub(super) async fn server(pool: &SqlitePool, run_id: Uuid) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT server FROM cortex_runs WHERE run_id = ?")
+            .bind(run_id.to_string())
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub(super) async fn outbox_runs(pool: &SqlitePool) -> Result<Vec<OutboxRun>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT o.run_id AS run_id, c.server AS server, count(*) AS undelivered,
+                min(o.id) AS oldest
+         FROM outbox o LEFT JOIN cortex_runs c ON c.run_id = o.run_id
+         WHERE o.delivered_at_ms IS NULL
+         GROUP BY o.run_id ORDER BY oldest",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let run_id: String = row.try_get("run_id")?;
+            Ok(OutboxRun {
+                run_id: uuid_of(&run_id, "outbox")?,
+                server: row.try_get("server")?,
+                undelivered: u64_of(row.try_get("undelivered")?, "outbox", "count")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn outbox_prune(pool: &SqlitePool, run_id: Uuid) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM outbox WHERE run_id = ? AND delivered_at_ms IS NOT NULL")
+        .bind(run_id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn session_opened(
+    pool: &SqlitePool,
+    session: &CortexSessionRecord,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    ensure_run(&mut tx, session.run_id).await?;
+    sqlx::query(
+        "INSERT INTO cortex_sessions (run_id, task_id, attempt, session_id, created_at_ms)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(session.run_id.to_string())
+    .bind(&session.task_id)
+    .bind(i64::from(session.attempt))
+    .bind(&session.session_id)
+    .bind(session.created_at_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn session_closed(
+    pool: &SqlitePool,
+    run_id: Uuid,
+    session_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM cortex_sessions WHERE run_id = ? AND session_id = ?")
+        .bind(run_id.to_string())
+        .bind(session_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn sessions(
+    pool: &SqlitePool,
+    run_id: Option<Uuid>,
+) -> Result<Vec<CortexSessionRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM cortex_sessions WHERE ?1 IS NULL OR run_id = ?1
+         ORDER BY created_at_ms, rowid",
+    )
+    .bind(run_id.map(|r| r.to_string()))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let run_id: String = row.try_get("run_id")?;
+            Ok(CortexSessionRecord {
+                run_id: uuid_of(&run_id, "cortex_sessions")?,
+                task_id: row.try_get("task_id")?,
+                attempt: u32_of(row.try_get("attempt")?, "cortex_sessions", "attempt")?,
+                session_id: row.try_get("session_id")?,
+                created_at_ms: row.try_get("created_at_ms")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn workspace(
+    pool: &SqlitePool,
+    server: &str,
+    path: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT workspace_id FROM cortex_workspaces WHERE server = ? AND path = ?",
+    )
+    .bind(server)
+    .bind(path)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(super) async fn set_workspace(
+    pool: &SqlitePool,
+    server: &str,
+    path: &str,
+    workspace_id: &str,
+    at_ms: i64,
+) -> Result<String, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "INSERT INTO cortex_workspaces (server, path, workspace_id, created_at_ms)
+         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(server)
+    .bind(path)
+    .bind(workspace_id)
+    .bind(at_ms)
+    .execute(&mut *tx)
+    .await?;
+    let kept: String = sqlx::query_scalar(
+        "SELECT workspace_id FROM cortex_workspaces WHERE server = ? AND path = ?",
+    )
+    .bind(server)
+    .bind(path)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use axon_core::model::RunStatus;
+
+    use crate::{Lease, NewOutboxItem, RunRecord, SqliteStore, Store, StoreError};
+
+    use super::*;
+
+    async fn store_with_runs(n: usize) -> (SqliteStore, Vec<Uuid>) {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let id = Uuid::now_v7();
+            let run = RunRecord {
+                run_id: id,
+                workflow_id: "wf".into(),
+                workflow_name: "Workflow".into(),
+                status: RunStatus::Running,
+                created_at_ms: 1_000,
+                finished_at_ms: None,
+                workspace: "/tmp/ws".into(),
+                workflow_source: "name: x".into(),
+                workflow_format: "yaml".into(),
+                agents_source: None,
+                agents_format: None,
+                agents_dir: None,
+                cancel_requested: false,
+            };
+            let lease = Lease {
+                host: "h".into(),
+                pid: 1,
+                expires_at_ms: 1,
+            };
+            store.create_run(&run, &[], &lease).await.unwrap();
+            ids.push(id);
+        }
+        (store, ids)
+    }
+
+    fn session(run_id: Uuid, task: &str, attempt: u32, id: &str, at: i64) -> CortexSessionRecord {
+        CortexSessionRecord {
+            run_id,
+            task_id: task.into(),
+            attempt,
+            session_id: id.into(),
+            created_at_ms: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_server_recorded_for_a_run_is_kept() {
+        let (store, runs) = store_with_runs(1).await;
+        assert_eq!(store.cortex_server(runs[0]).await.unwrap(), None);
+        let kept = store
+            .set_cortex_server(runs[0], "http://a:8080")
+            .await
+            .unwrap();
+        assert_eq!(kept, "http://a:8080");
+        let kept = store
+            .set_cortex_server(runs[0], "http://b:8080")
+            .await
+            .unwrap();
+        assert_eq!(kept, "http://a:8080");
+        assert_eq!(
+            store.cortex_server(runs[0]).await.unwrap().as_deref(),
+            Some("http://a:8080")
+        );
+        let unknown = store.set_cortex_server(Uuid::now_v7(), "http://a").await;
+        assert!(matches!(unknown, Err(StoreError::NoSuchRun(_))));
+    }
+
+    #[tokio::test]
+    async fn sessions_are_listed_until_closed() {
+        let (store, runs) = store_with_runs(2).await;
+        let (a, b) = (runs[0], runs[1]);
+        store
+            .cortex_session_opened(&session(a, "t1", 1, "s1", 10))
+            .await
+            .unwrap();
+        store
+            .cortex_session_opened(&session(b, "t1", 1, "s2", 20))
+            .await
+            .unwrap();
+        store
+            .cortex_session_opened(&session(a, "t2", 2, "s3", 30))
+            .await
+            .unwrap();
+        // Recording one twice changes nothing.
+        store
+            .cortex_session_opened(&session(a, "t1", 1, "s1", 10))
+            .await
+            .unwrap();
+        let all: Vec<String> = store
+            .cortex_sessions(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
+        assert_eq!(all, ["s1", "s2", "s3"]);
+        let of_a = store.cortex_sessions(Some(a)).await.unwrap();
+        assert_eq!(
+            of_a,
+            [session(a, "t1", 1, "s1", 10), session(a, "t2", 2, "s3", 30)]
+        );
+        store.cortex_session_closed(a, "s1").await.unwrap();
+        store.cortex_session_closed(a, "s2").await.unwrap(); // another run's: ignored
+        store.cortex_session_closed(a, "nope").await.unwrap();
+        let left: Vec<String> = store
+            .cortex_sessions(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
+        assert_eq!(left, ["s2", "s3"]);
+        let unknown = store
+            .cortex_session_opened(&session(Uuid::now_v7(), "t", 1, "s", 1))
+            .await;
+        assert!(matches!(unknown, Err(StoreError::NoSuchRun(_))));
+    }
+
+    #[tokio::test]
+    async fn a_workspace_is_remembered_per_server_and_path_and_the_first_wins() {
+        let (store, _) = store_with_runs(0).await;
+        assert_eq!(
+            store.cortex_workspace("http://a", "/ws").await.unwrap(),
+            None
+        );
+        let kept = store
+            .set_cortex_workspace("http://a", "/ws", "w1", 1)
+            .await
+            .unwrap();
+        assert_eq!(kept, "w1");
+        let kept = store
+            .set_cortex_workspace("http://a", "/ws", "w2", 2)
+            .await
+            .unwrap();
+        assert_eq!(kept, "w1");
+        store
+            .set_cortex_workspace("http://b", "/ws", "w3", 3)
+            .await
+            .unwrap();
+        store
+            .set_cortex_workspace("http://a", "/other", "w4", 4)
+            .await
+            .unwrap();
+        let get = |server: &'static str, path: &'static str| {
+            let store = store.clone();
+            async move { store.cortex_workspace(server, path).await.unwrap() }
+        };
+        assert_eq!(get("http://a", "/ws").await.as_deref(), Some("w1"));
+        assert_eq!(get("http://b", "/ws").await.as_deref(), Some("w3"));
+        assert_eq!(get("http://a", "/other").await.as_deref(), Some("w4"));
+    }
+
+    #[tokio::test]
+    async fn outbox_runs_lists_runs_with_undelivered_calls_and_prune_keeps_them() {
+        let (store, runs) = store_with_runs(3).await;
+        let (a, b, c) = (runs[0], runs[1], runs[2]);
+        let item = |t: &str| NewOutboxItem::task(t, "update_task", serde_json::json!({}));
+        store
+            .outbox_push(b, &[item("x"), item("y")], 5)
+            .await
+            .unwrap();
+        store.outbox_push(a, &[item("x")], 6).await.unwrap();
+        store.outbox_push(c, &[item("x")], 7).await.unwrap();
+        store.set_cortex_server(a, "http://a").await.unwrap();
+        // Everything of c is delivered: it is not listed.
+        let due = store.outbox_due(Some(c), 100, 10).await.unwrap();
+        store.outbox_delivered(&[due[0].id], 8).await.unwrap();
+        let listed = store.outbox_runs().await.unwrap();
+        assert_eq!(
+            listed,
+            [
+                OutboxRun {
+                    run_id: b,
+                    server: None,
+                    undelivered: 2
+                },
+                OutboxRun {
+                    run_id: a,
+                    server: Some("http://a".into()),
+                    undelivered: 1
+                },
+            ]
+        );
+        // Pruning deletes delivered calls only.
+        let due = store.outbox_due(Some(b), 100, 10).await.unwrap();
+        store.outbox_delivered(&[due[0].id], 9).await.unwrap();
+        assert_eq!(store.outbox_prune(b).await.unwrap(), 1);
+        assert_eq!(store.outbox_prune(b).await.unwrap(), 0);
+        assert_eq!(store.outbox_counts(b).await.unwrap().undelivered, 1);
+        assert_eq!(store.outbox_prune(c).await.unwrap(), 1);
+    }
+}
