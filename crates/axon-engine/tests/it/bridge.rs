@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use axon_core::builder::WorkflowBuilder;
 use axon_core::model::{ErrorType, SessionScope, TaskStatus};
 use axon_engine::agent::{AttemptOutput, FnAgent};
-use axon_engine::cortex::{BridgeError, CortexBridge, Notices, RunBridge, RunInfo, Session};
+use axon_engine::cortex::{
+    BridgeError, Context, CortexBridge, Notices, RunBridge, RunInfo, Session,
+};
 use axon_engine::{Engine, RunOptions};
 use axon_store::TrackUpdate;
 use serde_json::json;
@@ -49,13 +51,12 @@ impl CortexBridge for Bridge {
         Ok(Arc::new(Bridge(Arc::clone(&self.0))))
     }
 
-    async fn search_episodes(
-        &self,
-        query: &str,
-        limit: u32,
-    ) -> Result<Vec<serde_json::Value>, BridgeError> {
+    async fn search_episodes(&self, query: &str, limit: u32) -> Result<Context, BridgeError> {
         self.0.log(format!("search {query} {limit}"));
-        Ok(vec![json!({ "name": format!("before: {query}") })])
+        Ok(Context {
+            episodes: vec![json!({ "name": format!("before: {query}") })],
+            warning: None,
+        })
     }
 }
 
@@ -76,6 +77,7 @@ impl RunBridge for Bridge {
             dir: std::env::temp_dir(),
             isolated: true,
             base: None,
+            cortex: None,
         })
     }
 
