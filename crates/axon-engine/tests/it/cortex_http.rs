@@ -454,6 +454,22 @@ async fn refused_connections_are_transient_network_errors_naming_the_url() {
 }
 
 #[tokio::test]
+async fn https_to_a_plain_http_port_is_a_tls_error_not_retried() {
+    let cortex = fake().await;
+    let url = cortex.url().replace("http://", "https://");
+    let c = CortexClient::new(ClientConfig::new(&url)).unwrap();
+    let e = c.check_health().await.unwrap_err();
+    assert!(matches!(e, CortexError::Tls { .. }), "{e:?}");
+    assert_eq!(e.kind(), ErrorType::SystemError);
+    assert!(!e.is_transient());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("tls handshake failed") && msg.contains(&url),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn gateway_statuses_are_transient_and_client_statuses_are_not() {
     let cortex = fake().await;
     let c = client(&cortex);
