@@ -228,6 +228,10 @@ async fn sessions_create_get_list_merge_delete() {
         .await
         .unwrap();
     assert_eq!(c.get_workspace(&ws.id).await.unwrap(), ws);
+    assert_eq!(
+        c.list_workspaces().await.unwrap(),
+        std::slice::from_ref(&ws)
+    );
     let s = c
         .create_session(&NewSession {
             name: "axon/r1/plain/1".into(),

@@ -319,6 +319,16 @@ impl CortexClient {
         self.send(at, Some(workspace)).await
     }
 
+    /// `GET /api/v1/workspaces`, to find a workspace again (the contract lists the route but
+    /// not its answer; this expects an array of the objects `POST` returns).
+    ///
+    /// # Errors
+    /// Any [`CortexError`] of the call.
+    pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, CortexError> {
+        let at = self.endpoint(Call::ListWorkspaces, Method::GET, "/api/v1/workspaces");
+        self.send(at, None::<&()>).await
+    }
+
     /// `GET /api/v1/workspaces/{id}` (the contract lists the route but not its answer; this
     /// expects the object `POST` returns).
     ///
