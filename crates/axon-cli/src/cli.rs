@@ -210,19 +210,44 @@ Exit codes: 0 (also with no match or no database yet), 1 unreadable database, 2 
 #[derive(Debug, Subcommand)]
 pub enum CortexCommand {
     /// Probe a Cortex server, endpoint by endpoint, against the contract Axon relies on.
-    #[command(after_help = "\
-Checks, in order, and prints one line per check (`ok`, `FAIL` with what was wrong, or `skip`):
-health (`GET /api/v1/health` says healthy), authentication (the API key is accepted on the
-protected routes), tasks (create, read, update to `inprogress`, list by tag, delete a scratch
-task), sessions (create, read, merge and delete a scratch session on a scratch workspace, or on
---cortex-workspace), and memory search. Everything it creates, it deletes (the contract has no
-route to delete a workspace: a scratch workspace named `axon-cortex-check` is reused).
+    #[command(
+        after_help = "\
+Prints one line per check as it completes, `ok`, `FAIL` with what was wrong, or `skip` with why
+it was not tried, then a summary line `cortex at URL: ...`. The checks, in order:
+  health    `GET /api/v1/health` answers the envelope and says healthy (version, uptime)
+  auth      the API key is accepted on the protected routes (an unknown session is 404, not 401)
+  tasks     create, read, update to `inprogress`, list by tag and delete a scratch task
+  sessions  create, read, merge (`auto`) and delete a scratch session, on --cortex-workspace
+            or else on a scratch workspace named `axon-cortex-check`
+  memory    a memory search answers a list
+When the server cannot be reached (refused, timeout, TLS), the checks after health are skipped;
+without an API key, auth fails and sessions and memory are skipped; a role left out of
+--cortex-roles is not checked. Each request gives up after --cortex-timeout.
+
+Everything the checks create is deleted, even when a step fails or on Ctrl-C. The contract has
+no route to delete a workspace: the scratch workspace is kept, and reused by later checks.
+The API key is never printed. --json prints one object instead: `url`, `ok`, and `checks`, a
+list of `name`, `status` (`ok`, `fail` or `skip`) and `detail`.
 
 Examples:
   axon cortex check --cortex-url http://127.0.0.1:8080
-  AXON_CORTEX_URL=https://cortex.example AXON_CORTEX_API_KEY=... axon cortex check
+  AXON_CORTEX_URL=https://cortex.example AXON_CORTEX_API_KEY=... axon cortex check --json
 
-Exit codes: 0 every check passed, 1 some check failed, 2 usage error (no --cortex-url).")]
+Exit codes: 0 every check passed, 1 some check failed, 2 usage error (no --cortex-url, a URL
+that is not http(s)://HOST[:PORT], a zero --cortex-timeout), 130 cancelled.",
+        mut_arg("cortex_url", |a| a.help(
+            "Base URL of the Cortex server to probe, e.g. http://127.0.0.1:8080"
+        )),
+        mut_arg("cortex_workspace", |a| a.help(
+            "Cortex workspace id for the sessions check (default: the scratch workspace \
+             `axon-cortex-check`, created once)"
+        )),
+        mut_arg("cortex_roles", |a| a.help(
+            "The parts to check, comma-separated (default: all three; tracking is the tasks \
+             check)"
+        )),
+        mut_arg("cortex_optional", |a| a.hide(true))
+    )]
     Check(CortexCheckArgs),
 
     /// Deliver the tracking updates still queued for a Cortex server.

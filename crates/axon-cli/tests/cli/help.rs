@@ -42,6 +42,7 @@ fn help_mentions_the_exit_codes() {
         &["validate", "--help"],
         &["plan", "--help"],
         &["episodes", "search", "--help"],
+        &["cortex", "check", "--help"],
     ] {
         let text = help(args);
         assert!(text.contains("Exit codes:"), "{args:?}\n{text}");
@@ -59,4 +60,17 @@ fn version_exits_0() {
 fn no_command_is_a_usage_error() {
     let out = axon().output().unwrap();
     assert_exit(&out, 2);
+}
+
+#[test]
+fn cortex_check_help_lists_its_checks_and_hides_what_does_not_apply() {
+    let text = help(&["cortex", "check", "--help"]);
+    for check in ["health", "auth", "tasks", "sessions", "memory"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("  {check} "))),
+            "{check}\n{text}"
+        );
+    }
+    assert!(text.contains("axon-cortex-check"), "{text}");
+    assert!(!text.contains("--cortex-optional"), "{text}");
 }

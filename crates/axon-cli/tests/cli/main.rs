@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cortex_check;
 mod episodes;
 mod fake_cortex;
 mod help;

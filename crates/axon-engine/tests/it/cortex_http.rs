@@ -228,6 +228,10 @@ async fn sessions_create_get_list_merge_delete() {
         .await
         .unwrap();
     assert_eq!(c.get_workspace(&ws.id).await.unwrap(), ws);
+    assert_eq!(
+        c.list_workspaces().await.unwrap(),
+        std::slice::from_ref(&ws)
+    );
     let s = c
         .create_session(&NewSession {
             name: "axon/r1/plain/1".into(),
@@ -451,6 +455,22 @@ async fn refused_connections_are_transient_network_errors_naming_the_url() {
     cortex.faults().set_down(false).await;
     c.check_health().await.unwrap();
     fresh.create_task(&NewTask::new("t", "")).await.unwrap();
+}
+
+#[tokio::test]
+async fn https_to_a_plain_http_port_is_a_tls_error_not_retried() {
+    let cortex = fake().await;
+    let url = cortex.url().replace("http://", "https://");
+    let c = CortexClient::new(ClientConfig::new(&url)).unwrap();
+    let e = c.check_health().await.unwrap_err();
+    assert!(matches!(e, CortexError::Tls { .. }), "{e:?}");
+    assert_eq!(e.kind(), ErrorType::SystemError);
+    assert!(!e.is_transient());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("tls handshake failed") && msg.contains(&url),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

@@ -319,6 +319,16 @@ impl CortexClient {
         self.send(at, Some(workspace)).await
     }
 
+    /// `GET /api/v1/workspaces`, to find a workspace again (the contract lists the route but
+    /// not its answer; this expects an array of the objects `POST` returns).
+    ///
+    /// # Errors
+    /// Any [`CortexError`] of the call.
+    pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, CortexError> {
+        let at = self.endpoint(Call::ListWorkspaces, Method::GET, "/api/v1/workspaces");
+        self.send(at, None::<&()>).await
+    }
+
     /// `GET /api/v1/workspaces/{id}` (the contract lists the route but not its answer; this
     /// expects the object `POST` returns).
     ///
@@ -545,21 +555,24 @@ fn io_kind(e: &reqwest::Error) -> Option<std::io::ErrorKind> {
 }
 
 /// Whether a connect failure came from TLS: rustls reports through tokio-rustls as an
-/// `InvalidData` I/O error; the texts cover certificate and handshake failures otherwise.
-fn looks_like_tls(e: &reqwest::Error) -> bool {
+/// `InvalidData` I/O error (which the connector may wrap in another I/O error); the texts cover
+/// certificate and handshake failures otherwise.
+fn looks_like_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = e.source();
     while let Some(err) = next {
-        if err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
-        {
+        let io = err.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) {
             return true;
         }
         let text = err.to_string().to_ascii_lowercase();
         if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
             return true;
         }
-        next = err.source();
+        // `io::Error::source` skips the error an I/O error wraps: look at that one too.
+        next = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => err.source(),
+        };
     }
     false
 }
@@ -690,6 +703,40 @@ mod tests {
         let long = "x".repeat(1000);
         let cut = status_error(at(), 500, long.as_bytes(), None);
         assert!(cut.to_string().len() < 500);
+    }
+
+    /// A transport error whose cause is `io` (as reqwest's is hyper's, then the connector's).
+    #[derive(Debug)]
+    struct Transport(std::io::Error);
+
+    impl fmt::Display for Transport {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("error sending request")
+        }
+    }
+
+    impl std::error::Error for Transport {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn tls_failures_are_recognised_inside_wrapped_io_errors() {
+        use std::io::{Error, ErrorKind};
+        // What rustls gives for `https://` to a plain-http port: an `InvalidData` I/O error
+        // inside an `Other` one, whose text says nothing about tls.
+        let wrapped = Error::other(Error::new(
+            ErrorKind::InvalidData,
+            "received corrupt message of type InvalidContentType",
+        ));
+        assert!(looks_like_tls(&Transport(wrapped)));
+        let direct = Error::new(ErrorKind::InvalidData, "corrupt");
+        assert!(looks_like_tls(&Transport(direct)));
+        let refused = Error::other(Error::new(ErrorKind::ConnectionRefused, "refused"));
+        assert!(!looks_like_tls(&Transport(refused)));
+        let unknown = Error::other("invalid peer certificate: UnknownIssuer");
+        assert!(looks_like_tls(&Transport(unknown)));
     }
 
     #[test]

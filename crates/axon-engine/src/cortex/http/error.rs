@@ -30,6 +30,8 @@ pub enum Call {
     DeleteTask,
     /// `POST /api/v1/workspaces`
     CreateWorkspace,
+    /// `GET /api/v1/workspaces`
+    ListWorkspaces,
     /// `GET /api/v1/workspaces/{id}`
     GetWorkspace,
     /// `POST /api/v1/sessions`
