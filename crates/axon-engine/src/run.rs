@@ -377,7 +377,6 @@ impl RunLoop {
             _ => Vec::new(),
         };
         if let Some(store) = &self.cx.store {
-            let mut delay = Duration::from_millis(20);
             let mut tries = 0;
             loop {
                 match store.commit(self.cx.run_id, &batch).await {
@@ -385,8 +384,13 @@ impl RunLoop {
                     Err(e) if e.is_transient() && tries < 8 => {
                         tries += 1;
                         tracing::warn!(error = %e, "store busy; retrying the commit");
+                        let delay = crate::retry::service_backoff(
+                            Duration::from_millis(20),
+                            Duration::from_secs(2),
+                            tries,
+                            self.cx.run_id.as_u64_pair().1,
+                        );
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
                     }
                     Err(e) => return Err(EngineError::Store(e)),
                 }
@@ -962,7 +966,7 @@ impl RunLoop {
     pub(crate) async fn run(mut self) -> Result<RunReport, EngineError> {
         self.tick();
         if let Some(bridge) = self.cx.bridge.clone() {
-            self.open_sessions(&bridge.run).await;
+            self.open_sessions(&bridge.run).await?;
         }
         self.prepare();
         self.flush().await?;
@@ -1034,7 +1038,22 @@ impl RunLoop {
 
     /// Says what the bridge wants said, repairs what a dead engine left (merges it had made
     /// durable but not done, sessions it left behind), and starts the tracking worker.
-    async fn open_sessions(&mut self, bridge: &Arc<dyn RunBridge>) {
+    ///
+    /// # Errors
+    /// When the store cannot record the recovered merges.
+    async fn open_sessions(&mut self, bridge: &Arc<dyn RunBridge>) -> Result<(), EngineError> {
+        // Tracking first: what the recovery below changes is tracked too.
+        let (tx, mut rx) = unbounded_channel::<Vec<TrackUpdate>>();
+        let tracked = Arc::clone(bridge);
+        let worker = tokio::spawn(async move {
+            while let Some(mut updates) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    updates.extend(more);
+                }
+                track_with_retries(tracked.as_ref(), updates).await;
+            }
+        });
+        self.tracking = Some((tx, worker));
         for message in bridge.notices() {
             self.emit(None, None, EventKind::RunNotice { message });
         }
@@ -1078,22 +1097,15 @@ impl RunLoop {
                     }
                 }
             }
+            // The recovered merges are recorded before repair removes what proves them (a
+            // task branch): a crash right after must not find a merge due and no branch.
+            self.flush().await?;
             // Sessions kept for inspection stay; everything else a dead engine left goes.
             if let Err(e) = bridge.repair(&self.kept_sessions()).await {
                 tracing::warn!(error = %e, "could not clean up the sessions of the previous engine");
             }
         }
-        let (tx, mut rx) = unbounded_channel::<Vec<TrackUpdate>>();
-        let bridge = Arc::clone(bridge);
-        let worker = tokio::spawn(async move {
-            while let Some(mut updates) = rx.recv().await {
-                while let Ok(more) = rx.try_recv() {
-                    updates.extend(more);
-                }
-                track_with_retries(bridge.as_ref(), updates).await;
-            }
-        });
-        self.tracking = Some((tx, worker));
+        Ok(())
     }
 
     /// The sessions kept for inspection: the last attempt of each task that failed with a
@@ -1378,13 +1390,17 @@ async fn run_in_session(
 /// restarting) with backoff; tracking never stops or fails the run, so what still fails is
 /// logged and dropped.
 async fn track_with_retries(bridge: &dyn RunBridge, updates: Vec<TrackUpdate>) {
-    let mut delay = Duration::from_millis(50);
     for tries in 1.. {
         match bridge.track(updates.clone()).await {
             Ok(()) => return,
             Err(e) if e.is_transient() && tries < 8 => {
+                let delay = crate::retry::service_backoff(
+                    Duration::from_millis(50),
+                    Duration::from_secs(5),
+                    tries,
+                    u64::from(tries),
+                );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
                 tracing::warn!(error = %e, updates = updates.len(), "task tracking update failed");

@@ -33,3 +33,15 @@ pub struct OutboxRun {
     /// How many calls are undelivered.
     pub undelivered: u64,
 }
+
+/// The Cortex task id of a run's task (or, with `task_id` `None`, of its workflow record), for
+/// [`Store::set_cortex_ids`](crate::Store::set_cortex_ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CortexIdRecord {
+    /// The run.
+    pub run_id: Uuid,
+    /// The task, or `None` for the workflow record.
+    pub task_id: Option<String>,
+    /// The Cortex task id.
+    pub remote_id: String,
+}

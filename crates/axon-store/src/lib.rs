@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use axon_core::model::{ErrorType, RunStatus, TaskStatus};
 use uuid::Uuid;
 
-pub use cortex::{CortexSessionRecord, OutboxRun};
+pub use cortex::{CortexIdRecord, CortexSessionRecord, OutboxRun};
 pub use episode::{EpisodeHit, EpisodeRecord, MAX_QUERY_WORDS};
 pub use outbox::{NewOutboxItem, OutboxCounts, OutboxItem};
 pub use sqlite::SqliteStore;
@@ -343,7 +343,8 @@ pub trait Store: Send + Sync + 'static {
     async fn tracking(&self, run_id: Uuid) -> Result<Vec<TrackRecord>, StoreError>;
 
     /// Enqueues tracking calls for a run, in order, in one transaction. Each is due at
-    /// `at_ms`, but only once every older call of the same run and task is delivered.
+    /// `at_ms` (plus its `delay_ms`), but only once every older call of the same run and task
+    /// is delivered.
     ///
     /// # Errors
     ///
@@ -410,6 +411,25 @@ pub trait Store: Send + Sync + 'static {
         task_id: Option<&str>,
         remote: &str,
     ) -> Result<String, StoreError>;
+
+    /// Records several Cortex task ids at once, as [`Store::set_cortex_id`] does each (the
+    /// first id recorded for a record wins), in one transaction; returns the id now recorded
+    /// for each, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchRun`] when a run does not exist (nothing is recorded then).
+    async fn set_cortex_ids(&self, ids: &[CortexIdRecord]) -> Result<Vec<String>, StoreError>;
+
+    /// The undelivered calls of one queue (a run's task, or its workflow record with `task_id`
+    /// `None`), oldest first, at most `limit`, due or not: a courier merges consecutive
+    /// updates of a task into one call.
+    async fn outbox_queue(
+        &self,
+        run_id: Uuid,
+        task_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// Deletes the run's delivered outbox calls (the undelivered ones stay); returns how many.
     async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError>;

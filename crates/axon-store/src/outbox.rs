@@ -50,6 +50,9 @@ pub struct NewOutboxItem {
     pub kind: String,
     /// The call's arguments.
     pub payload: serde_json::Value,
+    /// How long after it is enqueued it becomes due (0: at once). A courier that finds
+    /// several calls of a task due together may merge them into one.
+    pub delay_ms: u32,
 }
 
 impl NewOutboxItem {
@@ -59,7 +62,13 @@ impl NewOutboxItem {
             task_id: None,
             kind: kind.into(),
             payload,
+            delay_ms: 0,
         }
+    }
+
+    /// The same call, due `delay_ms` after it is enqueued.
+    pub fn delayed(self, delay_ms: u32) -> Self {
+        Self { delay_ms, ..self }
     }
 
     /// A call about a task's record.

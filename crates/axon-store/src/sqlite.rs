@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use crate::episode::{fts_query, query_words};
 use crate::{
-    Batch, CortexSessionRecord, EpisodeHit, EpisodeRecord, EventRecord, Lease, NewOutboxItem,
-    OutboxCounts, OutboxItem, OutboxRun, RunRecord, RunSummary, Store, StoreError, TaskRecord,
-    TrackRecord, TrackUpdate,
+    Batch, CortexIdRecord, CortexSessionRecord, EpisodeHit, EpisodeRecord, EventRecord, Lease,
+    NewOutboxItem, OutboxCounts, OutboxItem, OutboxRun, RunRecord, RunSummary, Store, StoreError,
+    TaskRecord, TrackRecord, TrackUpdate,
 };
 
 mod cortex;
@@ -416,7 +416,7 @@ async fn insert_outbox_item(
     .bind(&item.kind)
     .bind(item.payload.to_string())
     .bind(at_ms)
-    .bind(at_ms)
+    .bind(at_ms.saturating_add(i64::from(item.delay_ms)))
     .bind(run_id)
     .bind(&item.task_id)
     .execute(&mut **tx)
@@ -424,7 +424,7 @@ async fn insert_outbox_item(
     Ok(())
 }
 
-fn outbox_item_from_row(row: &SqliteRow) -> Result<OutboxItem, StoreError> {
+pub(crate) fn outbox_item_from_row(row: &SqliteRow) -> Result<OutboxItem, StoreError> {
     let run_id: String = row.try_get("run_id")?;
     let payload: String = row.try_get("payload")?;
     Ok(OutboxItem {
@@ -858,17 +858,28 @@ impl Store for SqliteStore {
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for &id in ids {
-            let queue = sqlx::query(
+        // One statement per chunk of ids, then one head update per queue they were in.
+        let mut queues = std::collections::BTreeSet::new();
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
                 "UPDATE outbox SET delivered_at_ms = ?, is_head = 0
-                 WHERE id = ? AND delivered_at_ms IS NULL
-                 RETURNING run_id, task_id",
-            )
-            .bind(at_ms)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(queue) = queue else { continue };
+                 WHERE delivered_at_ms IS NULL AND id IN ({marks})
+                 RETURNING run_id, task_id"
+            );
+            // Only generated placeholders are pasted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at_ms);
+            for &id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                queues.insert((
+                    row.try_get::<String, _>("run_id")?,
+                    row.try_get::<Option<String>, _>("task_id")?,
+                ));
+            }
+        }
+        for (run_id, task_id) in queues {
             // The queue's next call (if any) becomes its head.
             sqlx::query(
                 "UPDATE outbox SET is_head = 1 WHERE id = (
@@ -876,8 +887,8 @@ impl Store for SqliteStore {
                      WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
                  )",
             )
-            .bind(queue.try_get::<String, _>("run_id")?)
-            .bind(queue.try_get::<Option<String>, _>("task_id")?)
+            .bind(run_id)
+            .bind(task_id)
             .execute(&mut *tx)
             .await?;
         }
@@ -967,6 +978,19 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(kept)
+    }
+
+    async fn set_cortex_ids(&self, ids: &[CortexIdRecord]) -> Result<Vec<String>, StoreError> {
+        cortex::set_ids(&self.pool, ids).await
+    }
+
+    async fn outbox_queue(
+        &self,
+        run_id: Uuid,
+        task_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        cortex::queue(&self.pool, run_id, task_id, limit).await
     }
 
     async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError> {

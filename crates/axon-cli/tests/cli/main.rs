@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod cortex_check;
+mod cortex_real;
+mod cortex_run;
 mod episodes;
 mod fake_cortex;
 mod help;

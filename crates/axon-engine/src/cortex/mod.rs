@@ -41,7 +41,7 @@ use crate::agent::{AttemptError, CortexAccess};
 pub use local::LocalCortex;
 pub use remote::{
     CortexConfig, CortexRoles, DeliveryReport, HttpCortex, PROGRESS_EVERY, RunDelivery,
-    deliver_backlog,
+    UPDATE_SETTLE, deliver_backlog,
 };
 
 /// A bridge operation that failed, classified for the retry policy.

@@ -8,6 +8,7 @@ mod bridge;
 mod cancel;
 mod command;
 mod common;
+mod cortex_bridge;
 mod cortex_http;
 mod dispatch;
 mod events;

@@ -5,8 +5,74 @@
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::{ensure_run, u32_of, u64_of, uuid_of};
-use crate::{CortexSessionRecord, OutboxRun, StoreError};
+use super::{ensure_run, outbox_item_from_row, u32_of, u64_of, uuid_of};
+use crate::{CortexIdRecord, CortexSessionRecord, OutboxItem, OutboxRun, StoreError};
+
+pub(super) async fn set_ids(
+    pool: &SqlitePool,
+    ids: &[CortexIdRecord],
+) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // IMMEDIATE: take the write lock up front (see `outbox_push`).
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut kept = Vec::with_capacity(ids.len());
+    let mut known = Vec::new();
+    for id in ids {
+        if !known.contains(&id.run_id) {
+            ensure_run(&mut tx, id.run_id).await?;
+            known.push(id.run_id);
+        }
+        let run = id.run_id.to_string();
+        // The first id wins (see `set_cortex_id`).
+        let inserted = sqlx::query(
+            "INSERT INTO cortex_ids (run_id, task_id, remote_id) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&run)
+        .bind(&id.task_id)
+        .bind(&id.remote_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            kept.push(id.remote_id.clone());
+            continue;
+        }
+        kept.push(
+            sqlx::query_scalar(
+                "SELECT remote_id FROM cortex_ids WHERE run_id = ? AND task_id IS ?",
+            )
+            .bind(&run)
+            .bind(&id.task_id)
+            .fetch_one(&mut *tx)
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok(kept)
+}
+
+pub(super) async fn queue(
+    pool: &SqlitePool,
+    run_id: Uuid,
+    task_id: Option<&str>,
+    limit: u32,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    // The partial index `outbox_queue` covers exactly this.
+    let rows = sqlx::query(
+        "SELECT * FROM outbox
+         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
+         ORDER BY id LIMIT ?",
+    )
+    .bind(run_id.to_string())
+    .bind(task_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(outbox_item_from_row).collect()
+}
 
 pub(super) async fn set_server(
     pool: &SqlitePool,
@@ -218,6 +284,69 @@ mod tests {
             session_id: id.into(),
             created_at_ms: at,
         }
+    }
+
+    #[tokio::test]
+    async fn cortex_ids_recorded_together_keep_the_first_of_each() {
+        let (store, runs) = store_with_runs(1).await;
+        let r = runs[0];
+        let rec = |t: Option<&str>, id: &str| CortexIdRecord {
+            run_id: r,
+            task_id: t.map(str::to_owned),
+            remote_id: id.into(),
+        };
+        store.set_cortex_id(r, Some("b"), "old-b").await.unwrap();
+        let kept = store
+            .set_cortex_ids(&[rec(None, "w"), rec(Some("a"), "a1"), rec(Some("b"), "b1")])
+            .await
+            .unwrap();
+        assert_eq!(kept, ["w", "a1", "old-b"]);
+        assert_eq!(
+            store.cortex_id(r, Some("a")).await.unwrap().as_deref(),
+            Some("a1")
+        );
+        let unknown = CortexIdRecord {
+            run_id: Uuid::now_v7(),
+            ..rec(Some("c"), "c1")
+        };
+        let e = store.set_cortex_ids(&[rec(Some("c"), "c1"), unknown]).await;
+        assert!(matches!(e, Err(StoreError::NoSuchRun(_))));
+        assert_eq!(
+            store.cortex_id(r, Some("c")).await.unwrap(),
+            None,
+            "all or nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queue_lists_its_undelivered_calls_in_order_due_or_not() {
+        let (store, runs) = store_with_runs(1).await;
+        let r = runs[0];
+        let item = |t: &str, k: &str| NewOutboxItem::task(t, k, serde_json::json!({}));
+        store
+            .outbox_push(
+                r,
+                &[item("a", "create_task"), item("b", "x"), item("a", "u1")],
+                5,
+            )
+            .await
+            .unwrap();
+        store
+            .outbox_push(r, &[item("a", "u2")], 1_000)
+            .await
+            .unwrap();
+        let kinds = |q: Vec<OutboxItem>| q.into_iter().map(|i| i.kind).collect::<Vec<_>>();
+        let q = store.outbox_queue(r, Some("a"), 10).await.unwrap();
+        store.outbox_delivered(&[q[0].id], 6).await.unwrap();
+        assert_eq!(
+            kinds(store.outbox_queue(r, Some("a"), 10).await.unwrap()),
+            ["u1", "u2"]
+        );
+        assert_eq!(
+            kinds(store.outbox_queue(r, Some("a"), 1).await.unwrap()),
+            ["u1"]
+        );
+        assert!(store.outbox_queue(r, None, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -218,10 +218,10 @@ pub struct NewTask {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_hours: Option<f64>,
     /// Tags.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Spec reference.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_reference: Option<SpecReference>,
 }
 

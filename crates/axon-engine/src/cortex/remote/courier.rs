@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axon_store::{OutboxItem, Store, StoreError};
+use axon_store::{CortexIdRecord, OutboxItem, Store, StoreError};
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -37,6 +37,8 @@ const IN_FLIGHT: usize = 8;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// Longest retry delay of a failed delivery.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// At most this many updates of a task are merged into one call.
+const MERGE_UPDATES: u32 = 32;
 /// How long a task's create waits before trying again when its workflow's Cortex task does
 /// not exist yet.
 const PARENT_WAIT: Duration = Duration::from_millis(250);
@@ -58,6 +60,15 @@ pub(crate) struct Round {
 enum Outcome {
     /// Cortex has it.
     Delivered,
+    /// Cortex has it, and so did the later calls of the same queue merged into it (their ids).
+    DeliveredWith(Vec<i64>),
+    /// The Cortex task of a task exists now (`ours`: this call created it; else it was found);
+    /// its id is recorded with the round's others.
+    Created {
+        task: String,
+        id: CortexTaskId,
+        ours: bool,
+    },
     /// It can never be delivered (its Cortex task was deleted there, or its payload is not
     /// one this version wrote): it is taken off the queue, so the task's later calls go on.
     Dropped(String),
@@ -78,6 +89,9 @@ pub(crate) struct Courier {
     /// What searching Cortex by tags found, per run (searched once per run, and again after an
     /// ambiguous failure of a create).
     found: Mutex<HashMap<Uuid, Found>>,
+    /// The Cortex ids recorded in the store, as read or written by this courier (an id, once
+    /// recorded, never changes).
+    ids: std::sync::Mutex<HashMap<(Uuid, Option<String>), String>>,
 }
 
 impl Courier {
@@ -87,7 +101,27 @@ impl Courier {
             store,
             started_ms: now_ms(),
             found: Mutex::new(HashMap::new()),
+            ids: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn known_ids(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, Option<String>), String>> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The Cortex id recorded for `task` (`None`: the workflow) of `run`.
+    async fn cortex_id(&self, run: Uuid, task: Option<&str>) -> Result<Option<String>, StoreError> {
+        let key = (run, task.map(str::to_owned));
+        if let Some(id) = self.known_ids().get(&key) {
+            return Ok(Some(id.clone()));
+        }
+        let id = self.store.cortex_id(run, task).await?;
+        if let Some(id) = &id {
+            self.known_ids().insert(key, id.clone());
+        }
+        Ok(id)
     }
 
     /// The store it delivers from.
@@ -100,21 +134,21 @@ impl Courier {
         &self.client
     }
 
-    /// Delivers what is due of `run` now, once.
+    /// Delivers what of `run` is due `ahead` from now (zero: what is due now), once.
     ///
     /// # Errors
     /// When the store fails (nothing is lost: what was not recorded delivered is delivered
     /// again later).
-    pub(crate) async fn round(&self, run: Uuid) -> Result<Round, StoreError> {
-        let now = now_ms();
-        let due = self.store.outbox_due(Some(run), now, ROUND).await?;
+    pub(crate) async fn round(&self, run: Uuid, ahead: Duration) -> Result<Round, StoreError> {
+        let horizon = now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
+        let due = self.store.outbox_due(Some(run), horizon, ROUND).await?;
         let (workflow, tasks): (Vec<OutboxItem>, Vec<OutboxItem>) =
             due.into_iter().partition(|i| i.task_id.is_none());
         let mut round = Round::default();
-        let mut delivered = Vec::new();
+        let mut settled = Settled::default();
         for item in workflow {
             let outcome = self.deliver(&item).await;
-            self.settle(&item, outcome, &mut round, &mut delivered)
+            self.settle(&item, outcome, &mut round, &mut settled)
                 .await?;
         }
         let outcomes: Vec<(OutboxItem, Result<Outcome, Failure>)> =
@@ -127,10 +161,33 @@ impl Courier {
                 .collect()
                 .await;
         for (item, outcome) in outcomes {
-            self.settle(&item, outcome, &mut round, &mut delivered)
+            self.settle(&item, outcome, &mut round, &mut settled)
                 .await?;
         }
-        self.store.outbox_delivered(&delivered, now_ms()).await?;
+        // The tasks' Cortex ids, all in one transaction (a crash before it is covered: the
+        // creates are delivered again, find their tasks and adopt them).
+        if !settled.ids.is_empty() {
+            let (ids, ours): (Vec<CortexIdRecord>, Vec<bool>) = settled.ids.into_iter().unzip();
+            let kept = self.store.set_cortex_ids(&ids).await?;
+            {
+                let mut known = self.known_ids();
+                for (id, kept) in ids.iter().zip(&kept) {
+                    known.insert((id.run_id, id.task_id.clone()), kept.clone());
+                }
+            }
+            for ((id, ours), kept) in ids.iter().zip(ours).zip(kept) {
+                if ours && kept != id.remote_id {
+                    // Another delivery won the race: ours is a duplicate.
+                    let dup = CortexTaskId(id.remote_id.clone());
+                    if let Err(e) = self.client.delete_task(&dup).await {
+                        tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
+                    }
+                }
+            }
+        }
+        self.store
+            .outbox_delivered(&settled.delivered, now_ms())
+            .await?;
         Ok(round)
     }
 
@@ -139,12 +196,32 @@ impl Courier {
         item: &OutboxItem,
         outcome: Result<Outcome, Failure>,
         round: &mut Round,
-        delivered: &mut Vec<i64>,
+        settled: &mut Settled,
     ) -> Result<(), StoreError> {
+        let delivered = &mut settled.delivered;
         let (reason, after) = match outcome {
             Ok(Outcome::Delivered) => {
                 delivered.push(item.id);
                 round.delivered += 1;
+                return Ok(());
+            }
+            Ok(Outcome::DeliveredWith(more)) => {
+                delivered.push(item.id);
+                round.delivered += 1 + more.len();
+                delivered.extend(more);
+                return Ok(());
+            }
+            Ok(Outcome::Created { task, id, ours }) => {
+                delivered.push(item.id);
+                round.delivered += 1;
+                settled.ids.push((
+                    CortexIdRecord {
+                        run_id: item.run_id,
+                        task_id: Some(task),
+                        remote_id: id.0,
+                    },
+                    ours,
+                ));
                 return Ok(());
             }
             Ok(Outcome::Dropped(reason)) => {
@@ -190,14 +267,14 @@ impl Courier {
     /// Creates the Cortex task of the workflow (`task` `None`) or of a task, unless it exists.
     async fn create(&self, item: &OutboxItem, task: Option<&str>) -> Result<Outcome, Failure> {
         let run = item.run_id;
-        if self.store.cortex_id(run, task).await?.is_some() {
+        if self.cortex_id(run, task).await?.is_some() {
             return Ok(Outcome::Delivered);
         }
         let Ok(mut body) = serde_json::from_value::<NewTask>(item.payload.clone()) else {
             return Ok(Outcome::Dropped("its payload is not a Cortex task".into()));
         };
         if task.is_some() {
-            let Some(parent) = self.store.cortex_id(run, None).await? else {
+            let Some(parent) = self.cortex_id(run, None).await? else {
                 return Ok(Outcome::Later(
                     "waiting for the workflow's Cortex task".into(),
                     PARENT_WAIT,
@@ -207,18 +284,33 @@ impl Courier {
         }
         // An earlier delivery may have created it without our knowing.
         let suspect = item.attempts > 0 || item.created_at_ms < self.started_ms;
-        if suspect && let Some(id) = self.find(run, task, item.attempts > 0).await? {
-            self.store.set_cortex_id(run, task, id.as_str()).await?;
+        let found = if suspect {
+            self.find(run, task, item.attempts > 0).await?
+        } else {
+            None
+        };
+        let (id, ours) = match found {
+            Some(id) => (id, false),
+            None => (self.client.create_task(&body).await?.id, true),
+        };
+        if let Some(task) = task {
+            // Recorded with the round's other creates.
+            return Ok(Outcome::Created {
+                task: task.to_owned(),
+                id,
+                ours,
+            });
+        }
+        // The workflow's id is recorded at once: its tasks' creates need it as their parent.
+        let created = id;
+        let kept = self.store.set_cortex_id(run, None, created.as_str()).await?;
+        self.known_ids().insert((run, None), kept.clone());
+        if !ours {
             return Ok(Outcome::Delivered);
         }
-        let created = self.client.create_task(&body).await?;
-        let kept = self
-            .store
-            .set_cortex_id(run, task, created.id.as_str())
-            .await?;
-        if kept != created.id.as_str() {
+        if kept != created.as_str() {
             // Another delivery won the race: ours is a duplicate.
-            if let Err(e) = self.client.delete_task(&created.id).await {
+            if let Err(e) = self.client.delete_task(&created).await {
                 tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
             }
         }
@@ -227,19 +319,33 @@ impl Courier {
 
     async fn update(&self, item: &OutboxItem) -> Result<Outcome, Failure> {
         let task = item.task_id.as_deref();
-        let Some(id) = self.store.cortex_id(item.run_id, task).await? else {
-            return Ok(Outcome::Later(
-                "waiting for its Cortex task to be created".into(),
-                PARENT_WAIT,
-            ));
+        // The create is older in the same queue: it was delivered, or dropped for good.
+        let Some(id) = self.cortex_id(item.run_id, task).await? else {
+            return Ok(Outcome::Dropped("its Cortex task was never created".into()));
         };
-        let Ok(body) = serde_json::from_value::<TaskUpdate>(item.payload.clone()) else {
-            return Ok(Outcome::Dropped(
-                "its payload is not a Cortex task update".into(),
-            ));
+        let Ok(mut body) = serde_json::from_value::<TaskUpdate>(item.payload.clone()) else {
+            return Ok(Outcome::Dropped("its payload is not a Cortex task update".into()));
         };
+        // The updates queued right behind this one go with it, as one (a partial update
+        // applied after another is the two merged, the later one winning).
+        let mut merged = Vec::new();
+        let queue = self
+            .store
+            .outbox_queue(item.run_id, task, MERGE_UPDATES)
+            .await?;
+        for next in queue.iter().skip_while(|q| q.id != item.id).skip(1) {
+            if next.kind != UPDATE {
+                break;
+            }
+            let Ok(later) = serde_json::from_value::<TaskUpdate>(next.payload.clone()) else {
+                break;
+            };
+            overlay(&mut body, later);
+            merged.push(next.id);
+        }
         match self.client.update_task(&CortexTaskId(id), &body).await {
-            Ok(_) => Ok(Outcome::Delivered),
+            Ok(_) if merged.is_empty() => Ok(Outcome::Delivered),
+            Ok(_) => Ok(Outcome::DeliveredWith(merged)),
             Err(e) if e.status() == Some(404) => Ok(Outcome::Dropped(format!(
                 "its Cortex task is gone ({})",
                 chain(&e)
@@ -278,7 +384,7 @@ impl Courier {
         }
         let parent = match map.get(&None) {
             Some(p) => Some(p.0.clone()),
-            None => self.store.cortex_id(run, None).await?,
+            None => self.cortex_id(run, None).await?,
         };
         if let Some(parent) = parent {
             let filter = TaskFilter {
@@ -296,6 +402,37 @@ impl Courier {
         found.insert(run, map);
         Ok(hit)
     }
+}
+
+/// What a round settled: calls delivered, and the Cortex ids of the tasks it created or
+/// found (with whether it created them).
+#[derive(Default)]
+struct Settled {
+    delivered: Vec<i64>,
+    ids: Vec<(CortexIdRecord, bool)>,
+}
+
+/// `later` applied on top of `update`: its fields replace those it sets.
+fn overlay(update: &mut TaskUpdate, later: TaskUpdate) {
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if later.$field.is_some() {
+                update.$field = later.$field;
+            }
+        )*};
+    }
+    take!(
+        title,
+        description,
+        status,
+        priority,
+        assigned_to,
+        estimated_hours,
+        actual_hours,
+        progress,
+        tags,
+        completion_note
+    );
 }
 
 /// Why a delivery did not happen.

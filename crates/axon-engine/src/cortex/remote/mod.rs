@@ -49,7 +49,7 @@ use super::{BridgeError, Context, CortexBridge, LocalCortex, RunBridge, RunInfo}
 use crate::error::chain;
 use crate::run::now_ms;
 
-pub use self::tracking::PROGRESS_EVERY;
+pub use self::tracking::{PROGRESS_EVERY, UPDATE_SETTLE};
 
 /// Which parts a Cortex server plays in a run (all of them by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,12 +269,7 @@ fn merge_context(
                 "created_at": e.created_at,
             })
         });
-    let local = local.into_iter().map(|mut e| {
-        if let Some(obj) = e.as_object_mut() {
-            obj.insert("source".into(), "axon".into());
-        }
-        e
-    });
+    let local = tagged_local(local).into_iter();
     let (mut local, mut remote) = (local.fuse(), remote.fuse());
     let mut merged = Vec::with_capacity(limit);
     while merged.len() < limit {
@@ -289,6 +284,16 @@ fn merge_context(
     }
     merged.truncate(limit);
     merged
+}
+
+/// Local episodes, each saying it is one (`source: "axon"`), as in a merged context.
+fn tagged_local(mut local: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    for e in &mut local {
+        if let Some(obj) = e.as_object_mut() {
+            obj.insert("source".into(), "axon".into());
+        }
+    }
+    local
 }
 
 #[async_trait]
@@ -354,6 +359,7 @@ impl CortexBridge for HttpCortex {
                 );
             }
             Err(e) => {
+                context.episodes = tagged_local(std::mem::take(&mut context.episodes));
                 if !self.warned.swap(true, Ordering::Relaxed) {
                     context.warning = Some(format!(
                         "cortex memory search failed, so agents get local episodes only: {}",
@@ -518,7 +524,11 @@ async fn deliver_run(
         if left(store).await? == 0 {
             break;
         }
-        let round = courier.round(run_id).await.map_err(store_error)?;
+        // Whatever would be due within the patience goes now.
+        let round = courier
+            .round(run_id, patience)
+            .await
+            .map_err(store_error)?;
         done.delivered += round.delivered as u64;
         if round.last_error.is_some() {
             done.note = round.last_error.clone();

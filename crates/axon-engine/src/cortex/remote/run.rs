@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axon_core::model::{ErrorType, SessionScope};
 use axon_store::{CortexSessionRecord, NewOutboxItem, Store, StoreError, TrackUpdate};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,8 +25,8 @@ use crate::cortex::{BridgeError, Notices, RunBridge, RunInfo, Session};
 use crate::error::chain;
 use crate::run::now_ms;
 
-/// How long the worker sleeps when nothing was due (it wakes at once when the engine commits
-/// new calls).
+/// How long the worker sleeps when nothing was due. Updates wait in the outbox anyway
+/// ([`super::UPDATE_SETTLE`]), so the worker polls rather than waking at every engine commit.
 const IDLE: Duration = Duration::from_millis(250);
 /// How long a backlog run may go without progress before the worker leaves it for later.
 const BACKLOG_PATIENCE: Duration = Duration::from_secs(2);
@@ -36,24 +35,16 @@ const BACKLOG_PATIENCE: Duration = Duration::from_secs(2);
 /// other runs left for the same server.
 pub(crate) struct Worker {
     courier: Arc<Courier>,
-    wake: Arc<Notify>,
     stop: CancellationToken,
     join: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Worker {
     pub(crate) fn start(courier: Arc<Courier>, run_id: Uuid) -> Self {
-        let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let join = tokio::spawn(work(
-            Arc::clone(&courier),
-            run_id,
-            Arc::clone(&wake),
-            stop.clone(),
-        ));
+        let join = tokio::spawn(work(Arc::clone(&courier), run_id, stop.clone()));
         Self {
             courier,
-            wake,
             stop,
             join: Mutex::new(Some(join)),
         }
@@ -73,13 +64,13 @@ impl Worker {
     }
 }
 
-async fn work(courier: Arc<Courier>, run_id: Uuid, wake: Arc<Notify>, stop: CancellationToken) {
+async fn work(courier: Arc<Courier>, run_id: Uuid, stop: CancellationToken) {
     let mut backlog: Option<JoinHandle<()>> = None;
     loop {
         let delivered = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            round = courier.round(run_id) => match round {
+            round = courier.round(run_id, Duration::ZERO) => match round {
                 Ok(r) => r.delivered,
                 Err(e) => {
                     tracing::warn!(error = %chain(&e), "cortex tracking: the outbox is unreadable");
@@ -96,7 +87,6 @@ async fn work(courier: Arc<Courier>, run_id: Uuid, wake: Arc<Notify>, stop: Canc
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            () = wake.notified() => {}
             () = tokio::time::sleep(IDLE) => {}
         }
     }
@@ -414,9 +404,7 @@ impl RunBridge for RemoteRun {
     }
 
     async fn track(&self, updates: Vec<TrackUpdate>) -> Result<(), BridgeError> {
-        if let Some(w) = &self.worker {
-            w.wake.notify_one();
-        }
+        // The Cortex calls are in the outbox already (`outbox`); this is the local record.
         self.local.track(updates).await
     }
 
@@ -445,10 +433,12 @@ impl RunBridge for RemoteRun {
                     break None;
                 }
             };
-            if left == 0 || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if left == 0 || now >= deadline {
                 break Some(left);
             }
-            match courier.round(self.run_id).await {
+            // The last chance: whatever would be due before the deadline goes now.
+            match courier.round(self.run_id, deadline - now).await {
                 Ok(r) => {
                     if r.last_error.is_some() {
                         last_error = r.last_error;
