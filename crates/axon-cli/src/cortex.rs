@@ -58,19 +58,25 @@ pub async fn bridge(
                 "note: Cortex at {url} is not usable ({}); running on the embedded implementation instead (--cortex-optional)",
                 chain(&e)
             );
+            key_hint(&e);
             Ok(local())
         }
         Err(e) => {
             eprintln!("axon: error: Cortex at {url} is not usable: {}", chain(&e));
-            if e.status() == Some(401) {
-                eprintln!(
-                    "  sessions and memory need an API key Cortex accepts: pass --cortex-api-key or set AXON_CORTEX_API_KEY"
-                );
-            }
+            key_hint(&e);
             eprintln!(
                 "  nothing ran; pass --cortex-optional to run without Cortex when it is not usable"
             );
             Err(Status::Invalid)
         }
+    }
+}
+
+/// After a 401: what to do about the key.
+fn key_hint(e: &CortexError) {
+    if e.status() == Some(401) {
+        eprintln!(
+            "  sessions and memory need an API key Cortex accepts: pass --cortex-api-key or set AXON_CORTEX_API_KEY"
+        );
     }
 }

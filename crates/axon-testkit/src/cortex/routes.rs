@@ -231,7 +231,7 @@ async fn create_task(State(shared): Shd, Json(req): Json<CreateTaskRequest>) -> 
         updated_at: at,
     };
     let body = task_json(&task, typo);
-    shared.state().snapshot.tasks.push(task);
+    shared.state().push_task(task);
     ok(body)
 }
 
@@ -240,7 +240,7 @@ async fn get_task(State(shared): Shd, Path(id): Path<String>) -> Response {
         return bad_request("Invalid task ID");
     };
     let typo = shared.faults().status_typo;
-    match shared.state().snapshot.task(&id) {
+    match shared.state().task(&id) {
         Some(t) => ok(task_json(t, typo)),
         None => not_found(format!("Task {id}")),
     }
@@ -271,7 +271,7 @@ async fn update_task(
     };
     let typo = shared.faults().status_typo;
     let mut state = shared.state();
-    let Some(task) = state.snapshot.tasks.iter_mut().find(|t| t.id == id) else {
+    let Some(task) = state.task_mut(&id) else {
         return not_found(format!("Task {id}"));
     };
     macro_rules! set {
@@ -304,7 +304,7 @@ async fn delete_task(State(shared): Shd, Path(id): Path<String>) -> Response {
         return bad_request("Invalid task ID");
     };
     let mut state = shared.state();
-    state.snapshot.tasks.retain(|t| t.id != id);
+    state.remove_task(&id);
     state.snapshot.deleted_tasks.push(id);
     ok(Value::Null)
 }

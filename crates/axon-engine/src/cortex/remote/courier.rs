@@ -39,9 +39,6 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// At most this many updates of a task are merged into one call.
 const MERGE_UPDATES: u32 = 32;
-/// How long a task's create waits before trying again when its workflow's Cortex task does
-/// not exist yet.
-const PARENT_WAIT: Duration = Duration::from_millis(250);
 
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,8 +69,8 @@ enum Outcome {
     /// It can never be delivered (its Cortex task was deleted there, or its payload is not
     /// one this version wrote): it is taken off the queue, so the task's later calls go on.
     Dropped(String),
-    /// Not yet: try again after this long.
-    Later(String, Duration),
+    /// Not yet (nothing was sent): it stays due for a later round.
+    Later(String),
 }
 
 /// The Cortex tasks of a run found by their tags (after a crash): by Axon task id, `None` for
@@ -86,9 +83,12 @@ pub(crate) struct Courier {
     store: Arc<dyn Store>,
     /// Calls enqueued before this may have reached Cortex unrecorded (their engine died).
     started_ms: i64,
-    /// What searching Cortex by tags found, per run (searched once per run, and again after an
-    /// ambiguous failure of a create).
-    found: Mutex<HashMap<Uuid, Found>>,
+    /// What searching Cortex by tags found, per run, and in which round (searched once per
+    /// run, and again, at most once a round, for creates that failed before: their answer may
+    /// have been lost after Cortex created the task).
+    found: Mutex<HashMap<Uuid, (u64, Found)>>,
+    /// Rounds started so far.
+    rounds: std::sync::atomic::AtomicU64,
     /// The Cortex ids recorded in the store, as read or written by this courier (an id, once
     /// recorded, never changes).
     ids: std::sync::Mutex<HashMap<(Uuid, Option<String>), String>>,
@@ -101,6 +101,7 @@ impl Courier {
             store,
             started_ms: now_ms(),
             found: Mutex::new(HashMap::new()),
+            rounds: std::sync::atomic::AtomicU64::new(0),
             ids: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -140,6 +141,8 @@ impl Courier {
     /// When the store fails (nothing is lost: what was not recorded delivered is delivered
     /// again later).
     pub(crate) async fn round(&self, run: Uuid, ahead: Duration) -> Result<Round, StoreError> {
+        self.rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let horizon = now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
         let due = self.store.outbox_due(Some(run), horizon, ROUND).await?;
         let (workflow, tasks): (Vec<OutboxItem>, Vec<OutboxItem>) =
@@ -230,7 +233,11 @@ impl Courier {
                 round.delivered += 1;
                 return Ok(());
             }
-            Ok(Outcome::Later(reason, after)) => (reason, after),
+            Ok(Outcome::Later(reason)) => {
+                // Not a failure (nothing was sent): the call stays due, untouched.
+                tracing::trace!(id = item.id, %reason, "tracking call waits");
+                return Ok(());
+            }
             Err(Failure::Store(e)) => return Err(e),
             Err(Failure::Cortex(e)) => {
                 round.unreachable |= e.is_unreachable();
@@ -277,7 +284,6 @@ impl Courier {
             let Some(parent) = self.cortex_id(run, None).await? else {
                 return Ok(Outcome::Later(
                     "waiting for the workflow's Cortex task".into(),
-                    PARENT_WAIT,
                 ));
             };
             body.tags.insert(0, parent_tag(&parent));
@@ -303,7 +309,10 @@ impl Courier {
         }
         // The workflow's id is recorded at once: its tasks' creates need it as their parent.
         let created = id;
-        let kept = self.store.set_cortex_id(run, None, created.as_str()).await?;
+        let kept = self
+            .store
+            .set_cortex_id(run, None, created.as_str())
+            .await?;
         self.known_ids().insert((run, None), kept.clone());
         if !ours {
             return Ok(Outcome::Delivered);
@@ -324,7 +333,9 @@ impl Courier {
             return Ok(Outcome::Dropped("its Cortex task was never created".into()));
         };
         let Ok(mut body) = serde_json::from_value::<TaskUpdate>(item.payload.clone()) else {
-            return Ok(Outcome::Dropped("its payload is not a Cortex task update".into()));
+            return Ok(Outcome::Dropped(
+                "its payload is not a Cortex task update".into(),
+            ));
         };
         // The updates queued right behind this one go with it, as one (a partial update
         // applied after another is the two merged, the later one winning).
@@ -365,12 +376,16 @@ impl Courier {
     ) -> Result<Option<CortexTaskId>, Failure> {
         let mut found = self.found.lock().await;
         let key = task.map(str::to_owned);
-        if !fresh && let Some(known) = found.get(&run) {
+        let round = self.rounds.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some((searched, known)) = found.get(&run)
+            && (!fresh || *searched == round)
+        {
             // Searched already: a task that was there is adopted then, one that was not has
-            // not been created since (this courier would know).
+            // not been created since (this courier would know), unless a create of this
+            // courier failed ambiguously since (`fresh`, searched again once a round).
             return Ok(known.get(&key).cloned());
         }
-        let mut map = found.remove(&run).unwrap_or_default();
+        let mut map = found.remove(&run).map(|(_, m)| m).unwrap_or_default();
         let workflow_tags = workflow_tags(run);
         let filter = TaskFilter {
             tags: vec![workflow_tags[1].clone()],
@@ -399,7 +414,7 @@ impl Courier {
             }
         }
         let hit = map.get(&key).cloned();
-        found.insert(run, map);
+        found.insert(run, (round, map));
         Ok(hit)
     }
 }

@@ -325,8 +325,10 @@ impl CortexBridge for HttpCortex {
         let local = self.local.open_run(info).await?;
         let tracker = Tracker::new();
         let worker = if roles.tracking {
-            self.enqueue_creates(info).await.map_err(store_error)?;
+            // Made first: what it finds enqueued before it was a previous engine's (and may
+            // have reached Cortex unrecorded), what is enqueued now is its own.
             let courier = Arc::new(Courier::new(self.client.clone(), Arc::clone(&self.store)));
+            self.enqueue_creates(info).await.map_err(store_error)?;
             Some(run::Worker::start(courier, run_id))
         } else {
             None
@@ -525,10 +527,7 @@ async fn deliver_run(
             break;
         }
         // Whatever would be due within the patience goes now.
-        let round = courier
-            .round(run_id, patience)
-            .await
-            .map_err(store_error)?;
+        let round = courier.round(run_id, patience).await.map_err(store_error)?;
         done.delivered += round.delivered as u64;
         if round.last_error.is_some() {
             done.note = round.last_error.clone();
@@ -547,7 +546,7 @@ async fn deliver_run(
         done.note = None;
         store.outbox_prune(run_id).await.map_err(store_error)?;
     }
-    done.sessions_deleted = run::delete_recorded_sessions(courier.client(), store, run_id, None)
+    done.sessions_deleted = run::delete_run_sessions(courier.client(), store, run_id)
         .await
         .map_err(store_error)?;
     Ok(done)

@@ -244,31 +244,48 @@ impl RemoteRun {
     }
 }
 
-/// Deletes every recorded Cortex session of `run_id` (of `only` an attempt, when given);
-/// returns how many Cortex confirmed. What it could not delete stays recorded.
-pub(crate) async fn delete_recorded_sessions(
+/// Deletes every Cortex session of `run_id`: those recorded, and those on the server named
+/// after the run (`axon/<run_id>/...`) that were never recorded (the answer to their create
+/// was lost, or the engine died before recording it). Returns how many Cortex confirmed.
+/// What it could not delete stays recorded.
+pub(crate) async fn delete_run_sessions(
     client: &CortexClient,
     store: &Arc<dyn Store>,
     run_id: Uuid,
-    only: Option<(&str, u32)>,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
+    let mut gone = HashSet::new();
     for s in store.cortex_sessions(Some(run_id)).await? {
-        if only.is_some_and(|(t, a)| t != s.task_id || a != s.attempt) {
-            continue;
-        }
         match client
             .delete_session(&SessionId(s.session_id.clone()))
             .await
         {
             Ok(()) => {
                 store.cortex_session_closed(run_id, &s.session_id).await?;
+                gone.insert(s.session_id);
                 deleted += 1;
             }
             Err(e) => {
                 tracing::warn!(session = %s.session_id, error = %e, "could not delete a Cortex session");
             }
         }
+    }
+    let prefix = format!("axon/{run_id}/");
+    match client.list_sessions().await {
+        Ok(sessions) => {
+            for s in sessions {
+                if !s.name.starts_with(&prefix) || gone.contains(s.id.as_str()) {
+                    continue;
+                }
+                match client.delete_session(&s.id).await {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::warn!(session = %s.id, error = %e, "could not delete a Cortex session");
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not list Cortex sessions"),
     }
     Ok(deleted)
 }
@@ -378,6 +395,20 @@ impl RunBridge for RemoteRun {
             .iter()
             .filter(|s| s.task_id == task_id && s.attempt == attempt)
         {
+            let sid = SessionId(s.session_id.clone());
+            match self.client.get_session(&sid).await {
+                // The dead engine deleted it, which it did only after merging (a refused
+                // merge it had not recorded leaves the git merge to decide).
+                Err(e) if e.status() == Some(404) => {
+                    let closed = self.store.cortex_session_closed(self.run_id, &s.session_id);
+                    if let Err(e) = closed.await {
+                        tracing::warn!(error = %chain(&e), "could not record a deleted Cortex session");
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
             // Merging again is allowed: the engine died before it knew whether it had.
             let merged = self.merge_remote(task_id, &s.session_id).await;
             self.delete_remote(&s.session_id).await;
@@ -388,10 +419,12 @@ impl RunBridge for RemoteRun {
 
     async fn repair(&self, keep: &[(String, u32)]) -> Result<(), BridgeError> {
         self.local.repair(keep).await?;
-        // No attempt is running when the engine repairs: every recorded session is left over.
-        delete_recorded_sessions(&self.client, &self.store, self.run_id, None)
-            .await
-            .map_err(store_error)?;
+        // No attempt is running when the engine repairs: every session of the run is left over.
+        if self.workspace.is_some() {
+            delete_run_sessions(&self.client, &self.store, self.run_id)
+                .await
+                .map_err(store_error)?;
+        }
         Ok(())
     }
 
