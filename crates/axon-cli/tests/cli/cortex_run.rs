@@ -1072,7 +1072,7 @@ fn assert_resumed_cleanly(setup: &Setup, cortex: &Cortex, run: &str, context: &s
 /// The engine, with every role on, is killed with SIGKILL at three random points of a run:
 /// after 0 to 4 tasks succeeded, plus up to 250 ms, while the running agents wait for the
 /// test (so the kill lands while tracking calls may be in flight, but no session call is:
-/// kills inside a session call are the two ignored tests below). `axon resume` with the same
+/// kills inside a session call are the tests below). `axon resume` with the same
 /// Cortex flags then finishes the run, and Cortex holds exactly what the run did once.
 #[test]
 fn kill_9_then_resume_creates_no_duplicate_and_leaves_no_session() {

@@ -274,7 +274,18 @@ impl Courier {
     /// Creates the Cortex task of the workflow (`task` `None`) or of a task, unless it exists.
     async fn create(&self, item: &OutboxItem, task: Option<&str>) -> Result<Outcome, Failure> {
         let run = item.run_id;
-        if self.cortex_id(run, task).await?.is_some() {
+        // An earlier delivery may have created it without our knowing: a create that failed
+        // before, or one enqueued before this courier started (by an engine that died).
+        let suspect = item.attempts > 0 || item.created_at_ms < self.started_ms;
+        // Otherwise only this courier can have recorded its id (another one only delivers runs
+        // whose engine is gone), and it knows what it recorded.
+        let exists = if suspect {
+            self.cortex_id(run, task).await?.is_some()
+        } else {
+            self.known_ids()
+                .contains_key(&(run, task.map(str::to_owned)))
+        };
+        if exists {
             return Ok(Outcome::Delivered);
         }
         let Ok(mut body) = serde_json::from_value::<NewTask>(item.payload.clone()) else {
@@ -288,8 +299,6 @@ impl Courier {
             };
             body.tags.insert(0, parent_tag(&parent));
         }
-        // An earlier delivery may have created it without our knowing.
-        let suspect = item.attempts > 0 || item.created_at_ms < self.started_ms;
         let found = if suspect {
             self.find(run, task, item.attempts > 0).await?
         } else {

@@ -66,17 +66,15 @@ impl Worker {
 
 async fn work(courier: Arc<Courier>, run_id: Uuid, stop: CancellationToken) {
     let mut backlog: Option<JoinHandle<()>> = None;
-    loop {
-        let delivered = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            round = courier.round(run_id, Duration::ZERO) => match round {
-                Ok(r) => r.delivered,
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "cortex tracking: the outbox is unreadable");
-                    0
-                }
-            },
+    // A round is never cut short: one dropped between a create's answer and the recording of
+    // its id would create the task again.
+    while !stop.is_cancelled() {
+        let delivered = match courier.round(run_id, Duration::ZERO).await {
+            Ok(r) => r.delivered,
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "cortex tracking: the outbox is unreadable");
+                0
+            }
         };
         if delivered > 0 {
             continue;
@@ -91,6 +89,8 @@ async fn work(courier: Arc<Courier>, run_id: Uuid, stop: CancellationToken) {
         }
     }
     if let Some(b) = backlog {
+        // Cutting another run's delivery short is safe: its calls predate this courier, so
+        // the next one to deliver them looks for what they may have created.
         b.abort();
     }
 }
