@@ -421,13 +421,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::NoSuchRun`] when a run does not exist (nothing is recorded then).
     async fn set_cortex_ids(&self, ids: &[CortexIdRecord]) -> Result<Vec<String>, StoreError>;
 
-    /// The undelivered calls of one queue (a run's task, or its workflow record with `task_id`
-    /// `None`), oldest first, at most `limit`, due or not: a courier merges consecutive
-    /// updates of a task into one call.
-    async fn outbox_queue(
+    /// The run's undelivered calls that wait behind an older one of their queue (every
+    /// undelivered call but the heads [`Store::outbox_due`] returns), oldest first, at most
+    /// `limit`, due or not: a courier merges a task's consecutive updates into one call.
+    async fn outbox_followers(
         &self,
         run_id: Uuid,
-        task_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError>;
 

@@ -984,13 +984,12 @@ impl Store for SqliteStore {
         cortex::set_ids(&self.pool, ids).await
     }
 
-    async fn outbox_queue(
+    async fn outbox_followers(
         &self,
         run_id: Uuid,
-        task_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        cortex::queue(&self.pool, run_id, task_id, limit).await
+        cortex::followers(&self.pool, run_id, limit).await
     }
 
     async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError> {

@@ -54,20 +54,18 @@ pub(super) async fn set_ids(
     Ok(kept)
 }
 
-pub(super) async fn queue(
+pub(super) async fn followers(
     pool: &SqlitePool,
     run_id: Uuid,
-    task_id: Option<&str>,
     limit: u32,
 ) -> Result<Vec<OutboxItem>, StoreError> {
-    // The partial index `outbox_queue` covers exactly this.
+    // Found through the partial index `outbox_queue` (undelivered calls by run).
     let rows = sqlx::query(
         "SELECT * FROM outbox
-         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
+         WHERE delivered_at_ms IS NULL AND run_id = ? AND is_head = 0
          ORDER BY id LIMIT ?",
     )
     .bind(run_id.to_string())
-    .bind(task_id)
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
@@ -319,34 +317,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_queue_lists_its_undelivered_calls_in_order_due_or_not() {
+    async fn followers_are_the_undelivered_calls_behind_each_queue_head() {
         let (store, runs) = store_with_runs(1).await;
         let r = runs[0];
         let item = |t: &str, k: &str| NewOutboxItem::task(t, k, serde_json::json!({}));
-        store
-            .outbox_push(
-                r,
-                &[item("a", "create_task"), item("b", "x"), item("a", "u1")],
-                5,
-            )
-            .await
-            .unwrap();
-        store
-            .outbox_push(r, &[item("a", "u2")], 1_000)
-            .await
-            .unwrap();
+        let first = [item("a", "create_task"), item("b", "x"), item("a", "u1")];
+        store.outbox_push(r, &first, 5).await.unwrap();
+        let then = [item("a", "u2"), item("b", "y")];
+        store.outbox_push(r, &then, 1_000).await.unwrap();
         let kinds = |q: Vec<OutboxItem>| q.into_iter().map(|i| i.kind).collect::<Vec<_>>();
-        let q = store.outbox_queue(r, Some("a"), 10).await.unwrap();
-        store.outbox_delivered(&[q[0].id], 6).await.unwrap();
-        assert_eq!(
-            kinds(store.outbox_queue(r, Some("a"), 10).await.unwrap()),
-            ["u1", "u2"]
-        );
-        assert_eq!(
-            kinds(store.outbox_queue(r, Some("a"), 1).await.unwrap()),
-            ["u1"]
-        );
-        assert!(store.outbox_queue(r, None, 10).await.unwrap().is_empty());
+        let followers = store.outbox_followers(r, 10).await.unwrap();
+        assert_eq!(kinds(followers), ["u1", "u2", "y"]);
+        let heads = store.outbox_due(Some(r), 10, 10).await.unwrap();
+        let a = heads.iter().find(|i| i.kind == "create_task").unwrap();
+        store.outbox_delivered(&[a.id], 6).await.unwrap();
+        // u1 is a's head now; u2 still follows it.
+        let followers = store.outbox_followers(r, 10).await.unwrap();
+        assert_eq!(kinds(followers), ["u2", "y"]);
+        assert_eq!(kinds(store.outbox_followers(r, 1).await.unwrap()), ["u2"]);
+        let none = store.outbox_followers(Uuid::now_v7(), 10).await.unwrap();
+        assert!(none.is_empty());
     }
 
     #[tokio::test]

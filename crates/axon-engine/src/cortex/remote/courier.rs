@@ -38,7 +38,9 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// Longest retry delay of a failed delivery.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// At most this many updates of a task are merged into one call.
-const MERGE_UPDATES: u32 = 32;
+const MERGE_UPDATES: usize = 32;
+/// At most this many waiting calls are read per round for merging.
+const FOLLOWERS: u32 = 4096;
 
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +53,8 @@ pub(crate) struct Round {
     pub unreachable: bool,
     /// The last failure, for people.
     pub last_error: Option<String>,
+    /// Whether the round took as many calls as it could (more may be due).
+    pub full: bool,
 }
 
 /// The outcome of delivering one call.
@@ -145,19 +149,30 @@ impl Courier {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let horizon = now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
         let due = self.store.outbox_due(Some(run), horizon, ROUND).await?;
+        let mut round = Round {
+            full: due.len() >= ROUND as usize,
+            ..Round::default()
+        };
+        // What waits behind the due updates, read once for the round: merged into them.
+        let mut followers: HashMap<Option<String>, Vec<OutboxItem>> = HashMap::new();
+        if due.iter().any(|i| i.kind == UPDATE) {
+            for f in self.store.outbox_followers(run, FOLLOWERS).await? {
+                followers.entry(f.task_id.clone()).or_default().push(f);
+            }
+        }
+        let followers = &followers;
         let (workflow, tasks): (Vec<OutboxItem>, Vec<OutboxItem>) =
             due.into_iter().partition(|i| i.task_id.is_none());
-        let mut round = Round::default();
         let mut settled = Settled::default();
         for item in workflow {
-            let outcome = self.deliver(&item).await;
+            let outcome = self.deliver(&item, followers).await;
             self.settle(&item, outcome, &mut round, &mut settled)
                 .await?;
         }
         let outcomes: Vec<(OutboxItem, Result<Outcome, Failure>)> =
             futures_util::stream::iter(tasks)
                 .map(|item| async move {
-                    let outcome = self.deliver(&item).await;
+                    let outcome = self.deliver(&item, followers).await;
                     (item, outcome)
                 })
                 .buffer_unordered(IN_FLIGHT)
@@ -259,14 +274,21 @@ impl Courier {
         Ok(())
     }
 
-    async fn deliver(&self, item: &OutboxItem) -> Result<Outcome, Failure> {
+    async fn deliver(
+        &self,
+        item: &OutboxItem,
+        followers: &HashMap<Option<String>, Vec<OutboxItem>>,
+    ) -> Result<Outcome, Failure> {
         match item.kind.as_str() {
             CREATE_WORKFLOW => self.create(item, None).await,
             CREATE_TASK => match &item.task_id {
                 Some(task) => self.create(item, Some(task)).await,
                 None => Ok(Outcome::Dropped("a task create without a task".into())),
             },
-            UPDATE => self.update(item).await,
+            UPDATE => {
+                let behind = followers.get(&item.task_id).map_or(&[][..], Vec::as_slice);
+                self.update(item, behind).await
+            }
             other => Ok(Outcome::Dropped(format!("unknown call `{other}`"))),
         }
     }
@@ -335,7 +357,8 @@ impl Courier {
         Ok(Outcome::Delivered)
     }
 
-    async fn update(&self, item: &OutboxItem) -> Result<Outcome, Failure> {
+    /// Delivers update `item` with the updates right `behind` it in its queue merged in.
+    async fn update(&self, item: &OutboxItem, behind: &[OutboxItem]) -> Result<Outcome, Failure> {
         let task = item.task_id.as_deref();
         // The create is older in the same queue: it was delivered, or dropped for good.
         let Some(id) = self.cortex_id(item.run_id, task).await? else {
@@ -349,11 +372,7 @@ impl Courier {
         // The updates queued right behind this one go with it, as one (a partial update
         // applied after another is the two merged, the later one winning).
         let mut merged = Vec::new();
-        let queue = self
-            .store
-            .outbox_queue(item.run_id, task, MERGE_UPDATES)
-            .await?;
-        for next in queue.iter().skip_while(|q| q.id != item.id).skip(1) {
+        for next in behind.iter().take(MERGE_UPDATES) {
             if next.kind != UPDATE {
                 break;
             }

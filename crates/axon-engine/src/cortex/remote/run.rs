@@ -69,14 +69,17 @@ async fn work(courier: Arc<Courier>, run_id: Uuid, stop: CancellationToken) {
     // A round is never cut short: one dropped between a create's answer and the recording of
     // its id would create the task again.
     while !stop.is_cancelled() {
-        let delivered = match courier.round(run_id, Duration::ZERO).await {
-            Ok(r) => r.delivered,
+        let full = match courier.round(run_id, Duration::ZERO).await {
+            Ok(r) => r.full,
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "cortex tracking: the outbox is unreadable");
-                0
+                false
             }
         };
-        if delivered > 0 {
+        // A backlog goes round after round; otherwise calls are gathered for a while, so the
+        // courier's few writes to the store (which share its one writer with the engine's
+        // commits) come in batches.
+        if full {
             continue;
         }
         if backlog.is_none() {
