@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// prerequisites succeeded and a capable agent is free, with retries, timeouts, and durable
 /// state that `axon resume` continues after a crash. In a git repository each task attempt
 /// works in its own worktree, and its changes merge into the run's branch `axon/RUN_ID`;
-/// episodes of similar past tasks are given to agents as context.
+/// episodes of similar past tasks are given to agents as context. With `--cortex-url`, a
+/// Cortex server tracks the run, gives each attempt a session, and adds its memory to the
+/// context.
 #[derive(Debug, Parser)]
 #[command(
     name = "axon",
@@ -25,6 +27,7 @@ Examples:
   axon runs
   axon status RUN_ID
   axon episodes search optimize database indexes
+  axon cortex check --cortex-url http://127.0.0.1:8080
   axon validate examples/feature/workflow.yaml
   axon plan examples/feature/workflow.yaml --agents examples/feature/agents.yaml
   axon plan examples/refactoring.yaml --format mermaid
@@ -101,11 +104,20 @@ State is committed to the database before anything acts on it: if this process d
 `axon resume RUN_ID`. Ctrl-C cancels gracefully (agents get SIGTERM, then SIGKILL); a second
 Ctrl-C exits at once.
 
+With --cortex-url (or AXON_CORTEX_URL), a Cortex server also plays its roles: tracking (the
+workflow and each task as Cortex tasks, updated through a durable outbox that never slows the
+run; `axon cortex sync` delivers what could not be sent), sessions (a Cortex session per
+attempt, merged on success, always deleted; agents get `cortex: {url, session_id,
+workspace_id}` and AXON_CORTEX_* variables, the API key only with `cortex_api_key: true`), and
+memory (Cortex memory search added to the agents' context). If the server is not healthy or
+refuses the key, nothing runs, unless --cortex-optional.
+
 Examples:
   axon run examples/feature/workflow.yaml --agents examples/feature/agents.yaml
   axon run wf.yaml --agents agents.yaml --workspace ../repo --merge-into main
   axon run wf.yaml --agents agents.yaml --workspace ../repo --json > summary.json
   axon run wf.yaml --agents agents.yaml --metrics-addr 127.0.0.1:9464
+  AXON_CORTEX_API_KEY=... axon run wf.yaml --agents agents.yaml --cortex-url http://127.0.0.1:8080
 
 Exit codes: 0 every task succeeded, 1 invalid input or some task failed or was skipped,
 2 usage error, 130 cancelled.")]
@@ -120,7 +132,10 @@ Examples:
 
     /// Show one run: every task with its status, attempts, agent, times and error.
     #[command(after_help = "\
-A run whose engine died shows as `interrupted`; continue it with `axon resume RUN_ID`.
+A run whose engine died shows as `interrupted`; continue it with `axon resume RUN_ID`. A run
+tracked on a Cortex server also shows where, and how many tracking updates are not delivered yet
+(`cortex` in --json: `server`, `workflow_task_id`, `undelivered`, `failing`, `last_error`,
+`oldest_undelivered_at`, `open_sessions`).
 
 Examples:
   axon status 01938f2e-7c1a-7d2b-9a4e-3f1c2b5d6e7f

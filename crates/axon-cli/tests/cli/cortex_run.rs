@@ -1751,3 +1751,54 @@ fn tracking_rides_out_503_bursts_and_429s_and_the_drain_delivers_everything() {
             .ends_with(", every update delivered")
     );
 }
+
+/// The shipped Cortex tour (`examples/cortex/`) runs against a Cortex server as its README
+/// says: every task tracked and `done`, each in a Cortex session that is gone at the end, the
+/// Cortex memory in the agents' context, and only `checker` (whose entry opts in) able to ask
+/// Cortex about its own session.
+#[test]
+fn the_cortex_example_runs_as_its_readme_says() {
+    let cortex = Cortex::start();
+    cortex.fake.seed_memory([Episode::new(
+        "ep-1",
+        "release notes drafted from the changelog of 0.9",
+        "task",
+    )]);
+    let dir = TempDir::new().unwrap();
+    let root = crate::workspace_root();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        root.join("examples/cortex/workflow.yaml").display().to_string(),
+        "--agents".into(),
+        root.join("examples/cortex/agents.yaml").display().to_string(),
+        "--workspace".into(),
+        dir.path().join("ws").display().to_string(),
+        "--json".into(),
+    ];
+    args.extend(flags(&cortex, &[]));
+    let out = axon().args(&args).output().unwrap();
+    assert_exit(&out, 0);
+    let s = summary(&out);
+    let outputs: BTreeMap<String, Value> = s["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["output"].clone()))
+        .collect();
+    for (id, output) in &outputs {
+        assert!(output["cortex_session"].is_string(), "{id}: {output}");
+        assert_eq!(
+            output["context_from_cortex"][0], "release notes drafted from the changelog of 0.9",
+            "{id}: {output}"
+        );
+    }
+    assert_eq!(outputs["check"]["session_status"], "active");
+    assert!(outputs["draft"].get("session_status").is_none(), "no key, no call");
+    let state = cortex.fake.state();
+    let tasks = cortex_tasks(&state, &run_id(&s));
+    assert_eq!(tasks.len(), 3, "{tasks:#?}");
+    assert!(statuses(&tasks).values().all(|st| *st == TaskStatus::Done));
+    assert!(state.sessions.is_empty(), "{:#?}", state.sessions);
+    assert!(!stdout(&out).contains(cortex.fake.api_key()));
+    assert!(!stderr(&out).contains(cortex.fake.api_key()));
+}

@@ -2,9 +2,11 @@
 //! features by hand: `cargo run -p axon-testkit --bin fake-cortex -- [PORT] [API_KEY]`.
 //!
 //! It prints the URL and the API key to use, then serves (in memory) until interrupted, and
-//! at exit prints what it holds: tasks with their status and tags, sessions, merges.
+//! at exit prints what it holds: tasks with their status and tags, sessions, merges. Its
+//! memory holds a few sample episodes (about release notes, for `examples/cortex/`), since
+//! Cortex has no REST route to record one.
 
-use axon_testkit::cortex::{FakeConfig, FakeCortex};
+use axon_testkit::cortex::{Episode, FakeConfig, FakeCortex};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -28,6 +30,11 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    cortex.seed_memory([
+        Episode::new("ep-notes-1", "release notes drafted from the changelog of 0.9", "task"),
+        Episode::new("ep-notes-2", "checked the release notes: the migration note was missing", "bugfix"),
+        Episode::new("ep-deploy-1", "published the docs site after a deploy", "task"),
+    ]);
     println!("fake Cortex server at {}", cortex.url());
     println!("export AXON_CORTEX_URL={}", cortex.url());
     println!("export AXON_CORTEX_API_KEY={}", cortex.api_key());
