@@ -14,7 +14,9 @@
 //! updates (enqueued before timing, in a fresh store per iteration).
 //!
 //! After criterion, a summary prints µs per task, the tracking overhead as a ratio of the
-//! same-run `tracking_off`, and the outbox's delivered calls per second.
+//! same-run `tracking_off`, and the outbox's delivered calls per second; then `ROUNDS` more
+//! runs of each, alternating which goes first, and the median of their ratios (on this noisy
+//! 2-core machine the interleaved figure is the one to trust).
 //!
 //! Run: `cargo bench -p axon-engine --bench cortex_tracking`.
 
@@ -81,19 +83,84 @@ async fn store(dir: &Path, i: u64) -> Arc<dyn Store> {
     )
 }
 
-fn run_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, server: &Server) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let workflow = common::independent(N).to_workflow(RUN_GROUP, |_| serde_json::Value::Null);
-    let opts = RunOptions {
-        workspace: dir.path().to_path_buf(),
-        ..RunOptions::default()
-    };
+/// Interleaved rounds after criterion.
+const ROUNDS: usize = 12;
+
+fn tracking_config(server: &Server) -> CortexConfig {
     let mut config = CortexConfig::new(client(server));
     config.roles = CortexRoles {
         tracking: true,
         memory: false,
         sessions: false,
     };
+    config
+}
+
+/// One run of the workload, tracking `on` or off, in a fresh store `i` in `dir`; its time.
+async fn one_run(dir: &Path, i: u64, on: bool, config: CortexConfig) -> Duration {
+    let workflow = common::independent(N).to_workflow(RUN_GROUP, |_| serde_json::Value::Null);
+    let opts = RunOptions {
+        workspace: dir.to_path_buf(),
+        ..RunOptions::default()
+    };
+    let store = store(dir, i).await;
+    let bridge: Arc<dyn axon_engine::cortex::CortexBridge> = if on {
+        Arc::new(
+            HttpCortex::connect(config, Arc::clone(&store))
+                .await
+                .expect("the fake Cortex is healthy"),
+        )
+    } else {
+        Arc::new(LocalCortex::new(Arc::clone(&store)))
+    };
+    let engine = Engine::new(pool())
+        .with_store(Arc::clone(&store))
+        .with_cortex(bridge);
+    let start = Instant::now();
+    let report = engine.run(workflow, opts).await.expect("the run ends");
+    let took = start.elapsed();
+    assert_eq!(report.totals.succeeded as usize, N);
+    if on {
+        let owed = store.outbox_counts(report.run_id).await.expect("counts");
+        assert!(owed.is_empty(), "every tracking call delivered: {owed:?}");
+    }
+    took
+}
+
+/// `ROUNDS` pairs of runs, alternating which goes first; prints each and the median ratio.
+fn interleaved(rt: &tokio::runtime::Runtime, server: &Server) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut ratios = Vec::new();
+    println!("\nInterleaved rounds ({N} tasks each; ms):");
+    println!("{:>5} {:>9} {:>9} {:>8}", "round", "off", "on", "on/off");
+    for r in 0..ROUNDS {
+        let first_on = r % 2 == 1;
+        let mut times = [Duration::ZERO; 2];
+        for (k, on) in [first_on, !first_on].into_iter().enumerate() {
+            let i = 2_000_000 + (r * 2 + k) as u64;
+            times[usize::from(on)] =
+                rt.block_on(one_run(dir.path(), i, on, tracking_config(server)));
+        }
+        let ratio = times[1].as_secs_f64() / times[0].as_secs_f64();
+        ratios.push(ratio);
+        println!(
+            "{r:>5} {:>9.1} {:>9.1} {ratio:>8.3}",
+            times[0].as_secs_f64() * 1e3,
+            times[1].as_secs_f64() * 1e3
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = (ratios[ROUNDS / 2 - 1] + ratios[ROUNDS / 2]) / 2.0;
+    println!(
+        "median on/off over {ROUNDS} rounds: {median:.3} ({:+.1}% per task); load average now {}",
+        (median - 1.0) * 100.0,
+        common::load_average()
+    );
+}
+
+fn run_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, server: &Server) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = tracking_config(server);
     let mut g = c.benchmark_group(RUN_GROUP);
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
@@ -107,31 +174,7 @@ fn run_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, server: &Server) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     i += 1;
-                    let (wf, opts, config) = (workflow.clone(), opts.clone(), config.clone());
-                    total += rt.block_on(async {
-                        let store = store(dir.path(), i).await;
-                        let bridge: Arc<dyn axon_engine::cortex::CortexBridge> = if on {
-                            Arc::new(
-                                HttpCortex::connect(config, Arc::clone(&store))
-                                    .await
-                                    .expect("the fake Cortex is healthy"),
-                            )
-                        } else {
-                            Arc::new(LocalCortex::new(Arc::clone(&store)))
-                        };
-                        let engine = Engine::new(pool())
-                            .with_store(Arc::clone(&store))
-                            .with_cortex(bridge);
-                        let start = Instant::now();
-                        let report = engine.run(wf, opts).await.expect("the run ends");
-                        let took = start.elapsed();
-                        assert_eq!(report.totals.succeeded as usize, N);
-                        if on {
-                            let owed = store.outbox_counts(report.run_id).await.expect("counts");
-                            assert!(owed.is_empty(), "every tracking call delivered: {owed:?}");
-                        }
-                        took
-                    });
+                    total += rt.block_on(one_run(dir.path(), i, on, config.clone()));
                 }
                 total
             });
@@ -272,5 +315,6 @@ fn main() {
     c.final_summary();
     if common::full_run() {
         summary(&dir, since);
+        interleaved(&rt, &server);
     }
 }
