@@ -21,6 +21,7 @@
 
 mod episode;
 mod outbox;
+mod search;
 mod sqlite;
 mod tracking;
 
