@@ -155,11 +155,32 @@ pub(crate) fn fts_query(words: &[String]) -> Option<String> {
     if words.is_empty() {
         return None;
     }
-    let quoted: Vec<String> = words
-        .iter()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
+    let quoted: Vec<String> = words.iter().map(|w| fts_string(w)).collect();
     Some(quoted.join(" OR "))
+}
+
+/// An FTS5 query matching the rows that hold at least one word of every group and none of
+/// `excluded`, or `None` when there are no groups (or an empty one). Words are quoted as in
+/// [`fts_query`]. The words appear in the query in the order given (groups in order, then
+/// `excluded`), which is the order bm25 adds up their weights in.
+pub(crate) fn fts_query_all(groups: &[Vec<String>], excluded: &[String]) -> Option<String> {
+    if groups.is_empty() || groups.iter().any(Vec::is_empty) {
+        return None;
+    }
+    let all: Vec<String> = groups
+        .iter()
+        .filter_map(|g| fts_query(g).map(|q| format!("({q})")))
+        .collect();
+    let all = all.join(" AND ");
+    Some(match fts_query(excluded) {
+        Some(none) => format!("({all}) NOT ({none})"),
+        None => all,
+    })
+}
+
+/// `word` as an FTS5 string: in double quotes, with `"` doubled.
+fn fts_string(word: &str) -> String {
+    format!("\"{}\"", word.replace('"', "\"\""))
 }
 
 #[cfg(test)]
@@ -188,6 +209,18 @@ mod tests {
         );
         assert_eq!(fts_query(&["a\"b".to_owned()]).unwrap(), r#""a""b""#);
         assert_eq!(fts_query(&[]), None);
+    }
+
+    #[test]
+    fn all_of_groups_keeps_the_word_order_and_excludes_last() {
+        let w = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            fts_query_all(&[w("add"), w("fix up")], &w("or\"x")).unwrap(),
+            r#"(("add") AND ("fix" OR "up")) NOT ("or""x")"#
+        );
+        assert_eq!(fts_query_all(&[w("a b")], &[]).unwrap(), r#"("a" OR "b")"#);
+        assert_eq!(fts_query_all(&[], &w("a")), None);
+        assert_eq!(fts_query_all(&[w("a"), vec![]], &[]), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 mod cortex;
 mod episode;
 mod outbox;
+mod search;
 mod sqlite;
 mod tracking;
 

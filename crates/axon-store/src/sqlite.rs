@@ -2,6 +2,7 @@
 //! FULL` so a committed transition survives power loss, versioned migrations embedded from
 //! `migrations/sqlite/`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
-use crate::episode::{fts_query, query_words};
+use crate::episode::query_words;
+use crate::search::{self, Plan, Ranked, WordStats};
 use crate::{
     Batch, CortexIdRecord, CortexSessionRecord, EpisodeHit, EpisodeRecord, EventRecord, Lease,
     NewOutboxItem, OutboxCounts, OutboxItem, OutboxRun, RunRecord, RunSummary, Store, StoreError,
@@ -85,61 +87,86 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Those of `words` (lowercase) found in at least half of all episodes. "All episodes"
-    /// is the highest episode id: never fewer than the episodes (ids are distinct and
-    /// positive), and one index lookup instead of a count over the table, which cost 2 ms of
-    /// every search at 100k episodes. A word may be missed (then it is simply searched with
-    /// the others), never wrongly skipped.
-    async fn common_words(&self, words: &[String]) -> Result<Vec<String>, StoreError> {
-        if words.len() < 2 {
-            return Ok(Vec::new());
-        }
-        Ok(sqlx::query_scalar(
-            "SELECT term FROM episodes_vocab
-             WHERE term IN (SELECT value FROM json_each(?))
-               AND doc * 2 >= (SELECT coalesce(max(id), 0) FROM episodes)",
-        )
-        .bind(serde_json::Value::from(words.to_vec()).to_string())
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The best `limit` episodes matching any of `words`, by bm25.
-    async fn ranked_episodes(
+    /// The search behind [`Store::search_episodes`], and how each ranking in it was found.
+    ///
+    /// All of it reads one snapshot (one transaction): the document counts its bounds rest
+    /// on must be those of the rows it ranks.
+    async fn search(
         &self,
-        words: &[String],
+        query: &str,
         limit: u32,
-    ) -> Result<Vec<EpisodeHit>, StoreError> {
-        let Some(fts) = fts_query(words) else {
-            return Ok(Vec::new());
+    ) -> Result<(Vec<EpisodeHit>, Vec<Plan>), StoreError> {
+        let words = query_words(query);
+        if words.is_empty() || limit == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        // Deferred: it only reads, so it takes no lock and never holds up a writer (WAL).
+        let mut tx = self.pool.begin().await?;
+        let mut plans = Vec::new();
+        // One word needs no counts: there is nothing to leave out and nothing to bound.
+        let stats = if words.len() > 1 {
+            WordStats::read(&mut tx, &words).await?
+        } else {
+            WordStats::default()
         };
-        // Ranked inside the FTS table (bm25 weights of the columns name and error: a name
-        // match outweighs an error match), and only the best `limit` joined with their rows.
-        // Ties go to the newest: ids grow as episodes are recorded.
-        let rows = sqlx::query(
-            "SELECT e.*, hit.rank FROM (
-                 SELECT rowid AS id, bm25(episodes_fts, 10.0, 1.0) AS rank
-                 FROM episodes_fts WHERE episodes_fts MATCH ?
-                 ORDER BY rank, rowid DESC LIMIT ?
-             ) AS hit JOIN episodes e ON e.id = hit.id
-             ORDER BY hit.rank, hit.id DESC",
-        )
-        .bind(fts)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let rank: f64 = row.try_get("rank")?;
-                Ok(EpisodeHit {
-                    episode: episode_from_row(row)?,
-                    // bm25 is lower-is-better (and negative); `0.0 -` keeps a zero from
-                    // printing as `-0`.
-                    score: 0.0 - rank,
-                })
-            })
-            .collect()
+        // A word in at least half of all episodes has a bm25 weight of (nearly) zero (FTS5
+        // clamps its IDF), so it hardly changes the order of episodes matching another word,
+        // but ranking every episode it matches would be most of the cost of a search. Search
+        // without such words first; only if that finds too few, with them (they may then fill
+        // the list).
+        let common = stats.common(&words);
+        if !common.is_empty() && common.len() < words.len() {
+            let rare: Vec<String> = words
+                .iter()
+                .filter(|w| !common.contains(w))
+                .cloned()
+                .collect();
+            let (ranked, plan) = search::best(&mut tx, &rare, &stats, limit).await?;
+            plans.push(plan);
+            let hits = hits(&mut tx, &ranked).await?;
+            if hits.len() >= limit as usize {
+                tx.commit().await?;
+                return Ok((hits, plans));
+            }
+        }
+        let (ranked, plan) = search::best(&mut tx, &words, &stats, limit).await?;
+        plans.push(plan);
+        let hits = hits(&mut tx, &ranked).await?;
+        tx.commit().await?;
+        Ok((hits, plans))
     }
+}
+
+/// The episodes of `ranked`, in its order, with their scores (an id whose episode is gone is
+/// left out).
+async fn hits(
+    conn: &mut SqliteConnection,
+    ranked: &[Ranked],
+) -> Result<Vec<EpisodeHit>, StoreError> {
+    if ranked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = ranked.iter().map(|r| r.id).collect();
+    let rows = sqlx::query("SELECT * FROM episodes WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut episodes = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let episode = episode_from_row(row)?;
+        episodes.insert(episode.id, episode);
+    }
+    Ok(ranked
+        .iter()
+        .filter_map(|r| {
+            episodes.remove(&r.id).map(|episode| EpisodeHit {
+                episode,
+                // bm25 is lower-is-better (and negative); `0.0 -` keeps a zero from printing
+                // as `-0`.
+                score: 0.0 - r.rank,
+            })
+        })
+        .collect())
 }
 
 fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
@@ -702,27 +729,7 @@ impl Store for SqliteStore {
         query: &str,
         limit: u32,
     ) -> Result<Vec<EpisodeHit>, StoreError> {
-        let words = query_words(query);
-        if words.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        // A word in at least half of all episodes has a bm25 weight of zero (FTS5 clamps its
-        // IDF), so it cannot change the order of episodes matching another word, but ranking
-        // every episode it matches is most of the cost of a search. Search without such words
-        // first; only if that finds too few, with them (they may then fill the list).
-        let common = self.common_words(&words).await?;
-        if !common.is_empty() && common.len() < words.len() {
-            let rare: Vec<String> = words
-                .iter()
-                .filter(|w| !common.contains(w))
-                .cloned()
-                .collect();
-            let hits = self.ranked_episodes(&rare, limit).await?;
-            if hits.len() >= limit as usize {
-                return Ok(hits);
-            }
-        }
-        self.ranked_episodes(&words, limit).await
+        Ok(self.search(query, limit).await?.0)
     }
 
     async fn track(&self, run_id: Uuid, updates: &[TrackUpdate]) -> Result<(), StoreError> {
@@ -1421,6 +1428,374 @@ mod tests {
             ["Build the CLI", "Build the API"]
         );
         assert_eq!(names(&store, "the", 20).await.len(), 12);
+    }
+
+    /// The search as it was before bounds: leave out the words in half of all episodes
+    /// (by the `episodes_vocab` counts and the highest id), rank every episode matching the
+    /// others with one bm25 query, and only when that finds fewer than `limit`, rank every
+    /// episode matching any word. What `search_episodes` must return, score for score.
+    async fn plain_search(store: &SqliteStore, query: &str, limit: u32) -> Vec<EpisodeHit> {
+        let words = query_words(query);
+        if words.is_empty() || limit == 0 {
+            return Vec::new();
+        }
+        let common: Vec<String> = if words.len() < 2 {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT term FROM episodes_vocab
+                 WHERE term IN (SELECT value FROM json_each(?))
+                   AND doc * 2 >= (SELECT coalesce(max(id), 0) FROM episodes)",
+            )
+            .bind(serde_json::Value::from(words.clone()).to_string())
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+        };
+        if !common.is_empty() && common.len() < words.len() {
+            let rare: Vec<String> = words
+                .iter()
+                .filter(|w| !common.contains(w))
+                .cloned()
+                .collect();
+            let hits = plain_ranking(store, &rare, limit).await;
+            if hits.len() >= limit as usize {
+                return hits;
+            }
+        }
+        plain_ranking(store, &words, limit).await
+    }
+
+    async fn plain_ranking(store: &SqliteStore, words: &[String], limit: u32) -> Vec<EpisodeHit> {
+        let rows = sqlx::query(
+            "SELECT e.*, hit.rank FROM (
+                 SELECT rowid AS id, bm25(episodes_fts, 10.0, 1.0) AS rank
+                 FROM episodes_fts WHERE episodes_fts MATCH ?
+                 ORDER BY rank, rowid DESC LIMIT ?
+             ) AS hit JOIN episodes e ON e.id = hit.id
+             ORDER BY hit.rank, hit.id DESC",
+        )
+        .bind(crate::episode::fts_query(words).unwrap())
+        .bind(i64::from(limit))
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|row| EpisodeHit {
+                episode: episode_from_row(row).unwrap(),
+                score: 0.0 - row.get::<f64, _>("rank"),
+            })
+            .collect()
+    }
+
+    /// SplitMix64, for reproducible data.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+    }
+
+    /// Words with Zipf frequencies (the i-th word weighs 1/i), the first ones common task-name
+    /// words, then made-up ones, and some accented or non-Latin ones among them.
+    struct Zipf {
+        words: Vec<String>,
+        cdf: Vec<u64>,
+    }
+
+    impl Zipf {
+        fn new(rng: &mut Rng) -> Self {
+            let mut words: Vec<String> = [
+                "add",
+                "fix",
+                "update",
+                "test",
+                "api",
+                "refactor",
+                "review",
+                "database",
+                "user",
+                "service",
+                "docs",
+                "login",
+                "page",
+                "error",
+                "cache",
+                "build",
+                "deploy",
+                "auth",
+                "größe",
+                "café",
+                "naïve",
+                "日本語",
+                "ändern",
+                "ⅷ",
+                "İstanbul",
+                "ﬁx",
+                "ि",
+                "ǅemal",
+            ]
+            .iter()
+            .map(|w| (*w).to_owned())
+            .collect();
+            const SYLLABLES: &[&str] = &[
+                "ba", "ko", "ri", "tu", "ne", "sha", "plo", "dri", "ven", "qua", "zi", "mo",
+            ];
+            while words.len() < 400 {
+                let w: String = (0..2 + rng.below(2))
+                    .map(|_| SYLLABLES[rng.below(SYLLABLES.len())])
+                    .collect();
+                if !words.contains(&w) {
+                    words.push(w);
+                }
+            }
+            let mut total = 0.0;
+            let weights: Vec<f64> = (1..=words.len()).map(|i| 1.0 / i as f64).collect();
+            let sum: f64 = weights.iter().sum();
+            let cdf = weights
+                .iter()
+                .map(|w| {
+                    total += w / sum;
+                    (total * u64::MAX as f64) as u64
+                })
+                .collect();
+            Self { words, cdf }
+        }
+
+        fn pick(&self, rng: &mut Rng) -> &str {
+            let u = rng.next();
+            let i = self
+                .cdf
+                .partition_point(|&c| c < u)
+                .min(self.words.len() - 1);
+            &self.words[i]
+        }
+
+        /// `min..min + spread` words, some capitalised, some glued with punctuation; `the` in
+        /// most names.
+        fn name(&self, rng: &mut Rng, min: usize, spread: usize, the: bool) -> String {
+            let n = min + rng.below(spread);
+            let mut out = String::new();
+            if the && rng.chance(65) {
+                out.push_str("the ");
+            }
+            for i in 0..n {
+                let w = self.pick(rng);
+                if i > 0 {
+                    out.push_str([" ", " ", " ", "-", ": ", ", ", " (", "/"][rng.below(8)]);
+                }
+                if rng.chance(20) {
+                    out.push_str(&w.to_uppercase());
+                } else {
+                    out.push_str(w);
+                }
+            }
+            out
+        }
+    }
+
+    /// A store with `n` Zipf-worded episodes (a tenth with an error) in two runs, then the
+    /// second run deleted, so ids have gaps and the highest id is above the count.
+    async fn zipf_store(rng: &mut Rng, zipf: &Zipf, n: usize) -> SqliteStore {
+        let (store, kept) = store_with_run().await;
+        let gone = Uuid::now_v7();
+        store
+            .create_run(&run_record(gone), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        let mut batch = Batch::default();
+        for i in 0..n {
+            let run = if rng.chance(15) { gone } else { kept };
+            let mut ep = episode(run, &format!("t{i}"), &zipf.name(rng, 1, 8, true), 0);
+            if rng.chance(10) {
+                ep.error = Some(zipf.name(rng, 3, 8, false));
+            }
+            if rng.chance(3) {
+                // A word said twice.
+                let w = zipf.pick(rng).to_owned();
+                ep.name = format!("{w} {} {w}", ep.name);
+            }
+            batch.episodes.push(ep);
+            if batch.episodes.len() == 500 {
+                store.commit(run, &batch).await.unwrap();
+                batch.episodes.clear();
+            }
+        }
+        store.commit(kept, &batch).await.unwrap();
+        sqlx::query("DELETE FROM runs WHERE run_id = ?")
+            .bind(gone.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_index_in_sync(&store).await;
+        store
+    }
+
+    /// A query of one kind: common words only, rare only, mixed, repeated words, or
+    /// punctuation, case, accents and words no episode holds.
+    fn zipf_query(rng: &mut Rng, zipf: &Zipf, kind: usize) -> String {
+        let n = 1 + rng.below(4);
+        let common = |rng: &mut Rng| zipf.words[rng.below(8)].clone();
+        let rare = |rng: &mut Rng| zipf.words[30 + rng.below(370)].clone();
+        let words: Vec<String> = match kind {
+            0 => (0..n).map(|_| common(rng)).collect(),
+            1 => (0..n).map(|_| rare(rng)).collect(),
+            2 => (0..n).map(|_| zipf.pick(rng).to_owned()).collect(),
+            3 => {
+                let w = zipf.pick(rng).to_owned();
+                let mut v = vec![w.clone(), common(rng), w.clone()];
+                v.truncate(1 + n);
+                v.push(w);
+                v
+            }
+            4 => (0..n)
+                .map(|_| match rng.below(10) {
+                    0 => "the".to_owned(),
+                    1 => "GRÖSSE".to_owned(),
+                    2 => "cafe".to_owned(),
+                    3 => "nowhereword".to_owned(),
+                    4 => ["\"add\" AND", "naive", "ISTANBUL", "i̇stanbul", "fix"][rng.below(5)]
+                        .to_owned(),
+                    5 => "fix* NEAR(".to_owned(),
+                    6 => "🎉".to_owned(),
+                    7 => rare(rng).to_uppercase(),
+                    _ => zipf.pick(rng).to_owned(),
+                })
+                .collect(),
+            _ => {
+                let mut v = vec!["the".to_owned(); 1 + rng.below(2)];
+                v.extend((0..n).map(|_| zipf.pick(rng).to_owned()));
+                v
+            }
+        };
+        let seps = [" ", " ", "-", ", ", ": ", "(", "'"];
+        words
+            .iter()
+            .map(|w| format!("{w}{}", seps[rng.below(seps.len())]))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn search_ranks_exactly_as_one_bm25_query_of_every_word() {
+        let mut rng = Rng(0x5eed_0fe9_150d_e5ed);
+        let zipf = Zipf::new(&mut rng);
+        let store = zipf_store(&mut rng, &zipf, 3_000).await;
+        let mut plans = HashMap::new();
+        for i in 0..1_500 {
+            let query = zipf_query(&mut rng, &zipf, i % 6);
+            let limit = [1, 2, 3, 5, 5, 5, 10, 40][rng.below(8)];
+            let (hits, used) = store.search(&query, limit).await.unwrap();
+            let expected = plain_search(&store, &query, limit).await;
+            let ids = |h: &[EpisodeHit]| {
+                h.iter()
+                    .map(|h| (h.episode.id, h.score))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                ids(&hits),
+                ids(&expected),
+                "query {query:?}, limit {limit}, plans {used:?}"
+            );
+            assert_eq!(hits, expected, "query {query:?}, limit {limit}");
+            for plan in used {
+                *plans.entry(plan).or_insert(0) += 1;
+            }
+        }
+        // Every way of finding the answer was taken, and proved it.
+        for plan in [
+            Plan::OneWord,
+            Plan::RareOnly,
+            Plan::RareSide,
+            Plan::EveryFrequentWord,
+            Plan::Groups,
+            Plan::Fallback,
+        ] {
+            assert!(plans.contains_key(&plan), "{plan:?} never taken: {plans:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn when_the_bound_proves_nothing_the_frequent_side_is_ranked_in_full() {
+        let (store, id) = store_with_run().await;
+        // `alpha` and `beta` are frequent (10 of 100 episodes each) and together in one name
+        // only; `zeta` is rare (2), in long names that score low.
+        let long = format!("zeta {}", "and many more words ".repeat(8));
+        let mut names = vec!["alpha one"; 10];
+        names.extend(["beta two"; 10]);
+        names.push("alpha beta");
+        names.extend([long.as_str(); 2]);
+        names.extend(["other words"; 77]);
+        let mut batch = Batch::default();
+        for (i, name) in names.iter().enumerate() {
+            batch
+                .episodes
+                .push(episode(id, &format!("t{i}"), name, i as i64));
+        }
+        store.commit(id, &batch).await.unwrap();
+        for (query, limit) in [
+            // Two episodes on the rare side and one holding both frequent words: no k-th
+            // score to bound with.
+            ("zeta alpha beta", 5),
+            // A k-th score, but a frequent word alone may beat it (and no row holds all
+            // frequent words while beating it either).
+            ("zeta beta alpha", 2),
+            ("alpha zeta beta", 3),
+        ] {
+            let (hits, plans) = store.search(query, limit).await.unwrap();
+            assert_eq!(plans, [Plan::Fallback], "{query}");
+            assert_eq!(hits, plain_search(&store, query, limit).await, "{query}");
+            assert_eq!(hits.len(), limit as usize, "{query}");
+            assert_eq!(hits[0].episode.name, "alpha beta", "{query}");
+        }
+        // The long `zeta` names rank below the short names holding one frequent word, which
+        // only the full ranking of the frequent side finds.
+        let (hits, _) = store.search("zeta alpha beta", 5).await.unwrap();
+        assert!(
+            hits[1..]
+                .iter()
+                .all(|h| ["alpha one", "beta two"].contains(&h.episode.name.as_str())),
+            "{hits:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ranking_within_rare_rows_does_not_push_the_rowid_list_into_fts5() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::search::RANK_WITHIN
+        )))
+        .bind("\"a\" OR \"b\"")
+        .bind("\"b\"")
+        .bind(5_i64)
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        let plan = plan.join("; ");
+        // FTS5's index string: `M` for the MATCH; `=` would be a rowid pushed into FTS5, one
+        // FTS5 query (and bm25 idf count) per listed row.
+        assert!(
+            plan.contains("SCAN episodes_fts VIRTUAL TABLE INDEX 0:M"),
+            "{plan}"
+        );
+        assert!(!plan.contains(":="), "{plan}");
+        assert!(plan.contains("LIST SUBQUERY"), "{plan}");
     }
 
     #[tokio::test]
