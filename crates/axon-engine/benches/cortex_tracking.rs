@@ -52,6 +52,7 @@ struct Server {
 fn server() -> Server {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("fake-cortex")
         .enable_all()
         .build()
         .expect("a runtime for the fake server");

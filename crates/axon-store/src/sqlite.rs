@@ -169,7 +169,7 @@ async fn hits(
         .collect())
 }
 
-fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
+pub(crate) fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         table,
         reason: reason.into(),
@@ -886,18 +886,42 @@ impl Store for SqliteStore {
                 ));
             }
         }
+        // Each queue's next call (if any) becomes its head: one statement per run and chunk
+        // of tasks (the workflow record's queue apart: `IN` cannot match its NULL task id).
+        let mut by_run: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (run_id, task_id) in queues {
-            // The queue's next call (if any) becomes its head.
-            sqlx::query(
-                "UPDATE outbox SET is_head = 1 WHERE id = (
-                     SELECT min(id) FROM outbox
-                     WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
-                 )",
-            )
-            .bind(run_id)
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
+            match task_id {
+                Some(task) => by_run.entry(run_id).or_default().push(task),
+                None => {
+                    sqlx::query(
+                        "UPDATE outbox SET is_head = 1 WHERE id = (
+                             SELECT min(id) FROM outbox
+                             WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS NULL
+                         )",
+                    )
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        for (run_id, tasks) in by_run {
+            for chunk in tasks.chunks(cortex::CHUNK) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let sql = format!(
+                    "UPDATE outbox SET is_head = 1 WHERE id IN (
+                         SELECT min(id) FROM outbox
+                         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IN ({marks})
+                         GROUP BY task_id
+                     )"
+                );
+                // Only generated placeholders are pasted in; every value is bound.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run_id);
+                for task in chunk {
+                    q = q.bind(task);
+                }
+                q.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

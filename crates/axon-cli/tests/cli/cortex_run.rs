@@ -1768,9 +1768,13 @@ fn the_cortex_example_runs_as_its_readme_says() {
     let root = crate::workspace_root();
     let mut args: Vec<String> = vec![
         "run".into(),
-        root.join("examples/cortex/workflow.yaml").display().to_string(),
+        root.join("examples/cortex/workflow.yaml")
+            .display()
+            .to_string(),
         "--agents".into(),
-        root.join("examples/cortex/agents.yaml").display().to_string(),
+        root.join("examples/cortex/agents.yaml")
+            .display()
+            .to_string(),
         "--workspace".into(),
         dir.path().join("ws").display().to_string(),
         "--json".into(),
@@ -1793,7 +1797,10 @@ fn the_cortex_example_runs_as_its_readme_says() {
         );
     }
     assert_eq!(outputs["check"]["session_status"], "active");
-    assert!(outputs["draft"].get("session_status").is_none(), "no key, no call");
+    assert!(
+        outputs["draft"].get("session_status").is_none(),
+        "no key, no call"
+    );
     let state = cortex.fake.state();
     let tasks = cortex_tasks(&state, &run_id(&s));
     assert_eq!(tasks.len(), 3, "{tasks:#?}");

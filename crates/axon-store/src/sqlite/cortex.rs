@@ -2,8 +2,13 @@
 //! Cortex workspace of each workspace directory (migration 0006). The [`Store`](crate::Store)
 //! methods of [`SqliteStore`](super::SqliteStore) call these.
 
+use std::collections::HashMap;
+
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
+
+/// Bound values per statement, at most (SQLite allows 32,766).
+pub(super) const CHUNK: usize = 900;
 
 use super::{ensure_run, outbox_item_from_row, u32_of, u64_of, uuid_of};
 use crate::{CortexIdRecord, CortexSessionRecord, OutboxItem, OutboxRun, StoreError};
@@ -15,43 +20,76 @@ pub(super) async fn set_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // A few statements, whatever the number of ids: the write lock this holds is the one the
+    // engine's commits wait for.
     // IMMEDIATE: take the write lock up front (see `outbox_push`).
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut kept = Vec::with_capacity(ids.len());
-    let mut known = Vec::new();
-    for id in ids {
-        if !known.contains(&id.run_id) {
-            ensure_run(&mut tx, id.run_id).await?;
-            known.push(id.run_id);
-        }
-        let run = id.run_id.to_string();
-        // The first id wins (see `set_cortex_id`).
-        let inserted = sqlx::query(
-            "INSERT INTO cortex_ids (run_id, task_id, remote_id) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&run)
-        .bind(&id.task_id)
-        .bind(&id.remote_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            kept.push(id.remote_id.clone());
-            continue;
-        }
-        kept.push(
-            sqlx::query_scalar(
-                "SELECT remote_id FROM cortex_ids WHERE run_id = ? AND task_id IS ?",
-            )
-            .bind(&run)
-            .bind(&id.task_id)
-            .fetch_one(&mut *tx)
-            .await?,
+    let mut runs: Vec<Uuid> = ids.iter().map(|i| i.run_id).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    for &run in &runs {
+        ensure_run(&mut tx, run).await?;
+    }
+    // The first id wins (see `set_cortex_id`), also within one statement.
+    for chunk in ids.chunks(CHUNK / 3) {
+        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO cortex_ids (run_id, task_id, remote_id) VALUES {rows} ON CONFLICT DO NOTHING"
         );
+        // Only generated placeholders are pasted in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q
+                .bind(id.run_id.to_string())
+                .bind(&id.task_id)
+                .bind(&id.remote_id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // What is recorded now, read back per run.
+    let mut recorded: HashMap<(Uuid, Option<String>), String> = HashMap::new();
+    for &run in &runs {
+        let run_text = run.to_string();
+        let tasks: Vec<&str> = ids
+            .iter()
+            .filter(|i| i.run_id == run)
+            .filter_map(|i| i.task_id.as_deref())
+            .collect();
+        for chunk in tasks.chunks(CHUNK) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT task_id, remote_id FROM cortex_ids WHERE run_id = ? AND task_id IN ({marks})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run_text);
+            for t in chunk {
+                q = q.bind(*t);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                recorded.insert(
+                    (run, row.try_get::<Option<String>, _>("task_id")?),
+                    row.try_get("remote_id")?,
+                );
+            }
+        }
+        if ids.iter().any(|i| i.run_id == run && i.task_id.is_none()) {
+            let workflow: String = sqlx::query_scalar(
+                "SELECT remote_id FROM cortex_ids WHERE run_id = ? AND task_id IS NULL",
+            )
+            .bind(&run_text)
+            .fetch_one(&mut *tx)
+            .await?;
+            recorded.insert((run, None), workflow);
+        }
     }
     tx.commit().await?;
-    Ok(kept)
+    ids.iter()
+        .map(|i| {
+            recorded
+                .get(&(i.run_id, i.task_id.clone()))
+                .cloned()
+                .ok_or_else(|| super::corrupt("cortex_ids", "an id just recorded is missing"))
+        })
+        .collect()
 }
 
 pub(super) async fn followers(

@@ -31,9 +31,21 @@ async fn main() {
         }
     };
     cortex.seed_memory([
-        Episode::new("ep-notes-1", "release notes drafted from the changelog of 0.9", "task"),
-        Episode::new("ep-notes-2", "checked the release notes: the migration note was missing", "bugfix"),
-        Episode::new("ep-deploy-1", "published the docs site after a deploy", "task"),
+        Episode::new(
+            "ep-notes-1",
+            "release notes drafted from the changelog of 0.9",
+            "task",
+        ),
+        Episode::new(
+            "ep-notes-2",
+            "checked the release notes: the migration note was missing",
+            "bugfix",
+        ),
+        Episode::new(
+            "ep-deploy-1",
+            "published the docs site after a deploy",
+            "task",
+        ),
     ]);
     println!("fake Cortex server at {}", cortex.url());
     println!("export AXON_CORTEX_URL={}", cortex.url());

@@ -198,6 +198,9 @@ pub enum CortexError {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// The thread that carries the call stopped before answering (Axon is shutting down).
+    #[error("the cortex http thread stopped")]
+    Stopped,
 }
 
 impl CortexError {
@@ -217,9 +220,11 @@ impl CortexError {
             | Self::ConnectionLost { .. } => ErrorType::Network,
             Self::Unhealthy { .. } => ErrorType::ServiceUnavailable,
             Self::InvalidRequest { .. } => ErrorType::InvalidInput,
-            Self::Config { .. } | Self::Client(_) | Self::Tls { .. } | Self::Contract { .. } => {
-                ErrorType::SystemError
-            }
+            Self::Config { .. }
+            | Self::Client(_)
+            | Self::Tls { .. }
+            | Self::Contract { .. }
+            | Self::Stopped => ErrorType::SystemError,
             Self::Status { at, status } => match status.status {
                 408 => ErrorType::Network,
                 429 | 502 | 503 | 504 => ErrorType::ServiceUnavailable,
@@ -288,7 +293,9 @@ impl CortexError {
             | Self::Status { at, .. }
             | Self::Unhealthy { at, .. }
             | Self::Contract { at, .. } => Some(at),
-            Self::Config { .. } | Self::Client(_) | Self::InvalidRequest { .. } => None,
+            Self::Config { .. } | Self::Client(_) | Self::InvalidRequest { .. } | Self::Stopped => {
+                None
+            }
         }
     }
 }

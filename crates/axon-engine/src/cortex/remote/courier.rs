@@ -81,9 +81,45 @@ enum Outcome {
 /// the workflow.
 type Found = HashMap<Option<String>, CortexTaskId>;
 
+/// A thread of its own for the courier's HTTP calls (a current-thread runtime): the requests,
+/// and the answers' parsing, never take a turn on the engine's workers, where they would
+/// delay the dispatcher. Stops when dropped.
+pub(crate) struct HttpThread {
+    handle: tokio::runtime::Handle,
+    /// Dropping it ends the thread's runtime.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HttpThread {
+    /// Starts the thread.
+    ///
+    /// # Errors
+    /// When the runtime or the thread cannot be created.
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("axon-cortex-http".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+}
+
 /// Delivers outbox calls to one Cortex server.
 pub(crate) struct Courier {
     client: CortexClient,
+    /// Where its calls run (`None`: on the caller's runtime).
+    http: Option<Arc<HttpThread>>,
     store: Arc<dyn Store>,
     /// Calls enqueued before this may have reached Cortex unrecorded (their engine died).
     started_ms: i64,
@@ -102,6 +138,7 @@ impl Courier {
     pub(crate) fn new(client: CortexClient, store: Arc<dyn Store>) -> Self {
         Self {
             client,
+            http: None,
             store,
             started_ms: now_ms(),
             found: Mutex::new(HashMap::new()),
@@ -127,6 +164,31 @@ impl Courier {
             self.known_ids().insert(key, id.clone());
         }
         Ok(id)
+    }
+
+    /// The same courier with its calls on `http` (give it a client of its own: a client's
+    /// connections belong to the runtime that made them).
+    pub(crate) fn on_thread(mut self, http: Arc<HttpThread>) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Runs a call of `client` where this courier's calls run.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, CortexError>
+    where
+        F: FnOnce(CortexClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CortexError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let client = self.client.clone();
+        match &self.http {
+            None => call(client).await,
+            Some(http) => http
+                .handle
+                .spawn(call(client))
+                .await
+                .unwrap_or(Err(CortexError::Stopped)),
+        }
     }
 
     /// The store it delivers from.
@@ -197,7 +259,8 @@ impl Courier {
                 if ours && kept != id.remote_id {
                     // Another delivery won the race: ours is a duplicate.
                     let dup = CortexTaskId(id.remote_id.clone());
-                    if let Err(e) = self.client.delete_task(&dup).await {
+                    let deleted = self.call(|c| async move { c.delete_task(&dup).await });
+                    if let Err(e) = deleted.await {
                         tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
                     }
                 }
@@ -328,7 +391,12 @@ impl Courier {
         };
         let (id, ours) = match found {
             Some(id) => (id, false),
-            None => (self.client.create_task(&body).await?.id, true),
+            None => (
+                self.call(|c| async move { c.create_task(&body).await })
+                    .await?
+                    .id,
+                true,
+            ),
         };
         if let Some(task) = task {
             // Recorded with the round's other creates.
@@ -350,7 +418,9 @@ impl Courier {
         }
         if kept != created.as_str() {
             // Another delivery won the race: ours is a duplicate.
-            if let Err(e) = self.client.delete_task(&created).await {
+            let dup = created.clone();
+            let deleted = self.call(|c| async move { c.delete_task(&dup).await });
+            if let Err(e) = deleted.await {
                 tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
             }
         }
@@ -382,7 +452,8 @@ impl Courier {
             overlay(&mut body, later);
             merged.push(next.id);
         }
-        match self.client.update_task(&CortexTaskId(id), &body).await {
+        let updated = self.call(|c| async move { c.update_task(&CortexTaskId(id), &body).await });
+        match updated.await {
             Ok(_) if merged.is_empty() => Ok(Outcome::Delivered),
             Ok(_) => Ok(Outcome::DeliveredWith(merged)),
             Err(e) if e.status() == Some(404) => Ok(Outcome::Dropped(format!(
@@ -420,7 +491,8 @@ impl Courier {
             ..TaskFilter::default()
         };
         // Newest first: the last one seen of each is the oldest.
-        for t in self.client.list_tasks(&filter).await? {
+        let listed = self.call(|c| async move { c.list_tasks(&filter).await });
+        for t in listed.await? {
             if workflow_tags.iter().all(|tag| t.tags.contains(tag)) {
                 map.insert(None, t.id);
             }
@@ -434,7 +506,8 @@ impl Courier {
                 tags: vec![parent_tag(&parent)],
                 ..TaskFilter::default()
             };
-            for t in self.client.list_tasks(&filter).await? {
+            let listed = self.call(|c| async move { c.list_tasks(&filter).await });
+            for t in listed.await? {
                 if let Some(id) = t.tags.iter().find_map(|tag| tag.strip_prefix("axon-task:")) {
                     debug_assert_eq!(task_tag(id), format!("axon-task:{id}"));
                     map.insert(Some(id.to_owned()), t.id.clone());

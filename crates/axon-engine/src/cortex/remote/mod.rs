@@ -37,7 +37,7 @@ use axon_core::model::ErrorType;
 use axon_store::{Store, StoreError};
 use uuid::Uuid;
 
-use self::courier::Courier;
+use self::courier::{Courier, HttpThread};
 use self::run::RemoteRun;
 use self::tracking::Tracker;
 use super::http::{
@@ -110,6 +110,10 @@ pub struct HttpCortex {
     local: LocalCortex,
     store: Arc<dyn Store>,
     client: CortexClient,
+    /// The courier's own client and thread (tracking only): its calls never run on the
+    /// engine's workers. `None` if the thread could not be started (the courier then runs
+    /// inline).
+    courier_http: Option<(CortexClient, Arc<HttpThread>)>,
     config: CortexConfig,
     /// Whether a failed memory search was reported already (it is, once).
     warned: AtomicBool,
@@ -136,10 +140,22 @@ impl HttpCortex {
                 Err(e) => return Err(e),
             }
         }
+        let courier_http = if config.roles.tracking {
+            match HttpThread::start() {
+                Ok(thread) => Some((CortexClient::new(config.client.clone())?, Arc::new(thread))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no thread for cortex tracking; it shares the engine's");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             local: LocalCortex::new(Arc::clone(&store)),
             store,
             client,
+            courier_http,
             config,
             warned: AtomicBool::new(false),
         })
@@ -327,7 +343,12 @@ impl CortexBridge for HttpCortex {
         let worker = if roles.tracking {
             // Made first: what it finds enqueued before it was a previous engine's (and may
             // have reached Cortex unrecorded), what is enqueued now is its own.
-            let courier = Arc::new(Courier::new(self.client.clone(), Arc::clone(&self.store)));
+            let courier = match &self.courier_http {
+                Some((client, thread)) => Courier::new(client.clone(), Arc::clone(&self.store))
+                    .on_thread(Arc::clone(thread)),
+                None => Courier::new(self.client.clone(), Arc::clone(&self.store)),
+            };
+            let courier = Arc::new(courier);
             self.enqueue_creates(info).await.map_err(store_error)?;
             Some(run::Worker::start(courier, run_id))
         } else {

@@ -27,7 +27,7 @@ use crate::run::now_ms;
 
 /// How long the worker sleeps when nothing was due. Updates wait in the outbox anyway
 /// ([`super::UPDATE_SETTLE`]), so the worker polls rather than waking at every engine commit.
-const IDLE: Duration = Duration::from_millis(250);
+const IDLE: Duration = Duration::from_millis(500);
 /// How long a backlog run may go without progress before the worker leaves it for later.
 const BACKLOG_PATIENCE: Duration = Duration::from_secs(2);
 
