@@ -105,8 +105,8 @@ State is committed to the database before anything acts on it: if this process d
 Ctrl-C exits at once.
 
 With --cortex-url (or AXON_CORTEX_URL), a Cortex server also plays its roles: tracking (the
-workflow and each task as Cortex tasks, updated through a durable outbox that never slows the
-run; `axon cortex sync` delivers what could not be sent), sessions (a Cortex session per
+workflow and each task as Cortex tasks, updated through a durable outbox: the run never waits
+for Cortex; `axon cortex sync` delivers what could not be sent), sessions (a Cortex session per
 attempt, merged on success, always deleted; agents get `cortex: {url, session_id,
 workspace_id}` and AXON_CORTEX_* variables, the API key only with `cortex_api_key: true`), and
 memory (Cortex memory search added to the agents' context). If the server is not healthy or
