@@ -169,6 +169,12 @@ async fn hits(
         .collect())
 }
 
+/// `n` copies of `one` (a placeholder like `?` or `(?, ?, ?)`), comma-separated: the list of a
+/// statement built for a chunk of values (only placeholders are pasted in; values are bound).
+pub(crate) fn placeholders(one: &str, n: usize) -> String {
+    vec![one; n].join(", ")
+}
+
 pub(crate) fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         table,
@@ -868,7 +874,7 @@ impl Store for SqliteStore {
         // One statement per chunk of ids, then one head update per queue they were in.
         let mut queues = std::collections::BTreeSet::new();
         for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
+            let marks = placeholders("?", chunk.len());
             let sql = format!(
                 "UPDATE outbox SET delivered_at_ms = ?, is_head = 0
                  WHERE delivered_at_ms IS NULL AND id IN ({marks})
@@ -907,7 +913,7 @@ impl Store for SqliteStore {
         }
         for (run_id, tasks) in by_run {
             for chunk in tasks.chunks(cortex::CHUNK) {
-                let marks = vec!["?"; chunk.len()].join(", ");
+                let marks = placeholders("?", chunk.len());
                 let sql = format!(
                     "UPDATE outbox SET is_head = 1 WHERE id IN (
                          SELECT min(id) FROM outbox

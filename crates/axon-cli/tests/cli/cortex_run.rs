@@ -18,7 +18,7 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axon_testkit::cortex::{Episode, SessionChanges, Snapshot, Task, TaskStatus};
 use serde_json::Value;
@@ -26,7 +26,7 @@ use tempfile::TempDir;
 
 use crate::fake_cortex::Cortex;
 use crate::run::{alive, run_id_of, summary, task, wait_until};
-use crate::{assert_exit, assert_no_crash, axon, stderr, stdout};
+use crate::{Rng, assert_exit, assert_no_crash, axon, stderr, stdout};
 
 /// What every agent does before the test's body: record its pid, its stdin document, its
 /// Cortex environment and (when it may use the key) its Cortex session, then `start`.
@@ -968,29 +968,6 @@ fn cortex_down_mid_run_queues_updates_that_sync_delivers_once() {
 // ---------------------------------------------------------------------------------------------
 // 3. kill -9 mid-run, then `axon resume`.
 // ---------------------------------------------------------------------------------------------
-
-/// A small pseudo-random generator (xorshift64*), seeded from the clock; the seed is printed so
-/// a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
-        eprintln!("kill points seeded with {seed}");
-        Self(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// The tasks of `resume.yaml` (`a` -> {`b`, `c`, `d`} -> `e` -> `f`), in an order that respects
 /// their dependencies, with their prerequisites.

@@ -123,3 +123,28 @@ fn tail(text: &str) -> &str {
         .unwrap_or(text.len());
     &text[start..]
 }
+
+/// A small pseudo-random generator (xorshift64*), seeded from the clock; the seed is printed so
+/// a failure can be replayed (kill points of the crash tests).
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded from the clock (the seed goes to standard error).
+    pub fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("kill points seeded with {seed}");
+        Self(seed)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}

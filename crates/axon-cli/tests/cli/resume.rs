@@ -2,35 +2,12 @@
 //! from a second process, and `axon runs` / `axon status` over the state database.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::run::{Ws, assert_gone, assert_summary_shape, one_agent, summary, task, wait_until};
-use crate::{assert_exit, assert_no_crash, stderr, stdout};
-
-/// A small pseudo-random generator (xorshift64*), seeded from the clock; the seed is printed so
-/// a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
-        eprintln!("kill points seeded with {seed}");
-        Self(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
+use crate::{Rng, assert_exit, assert_no_crash, stderr, stdout};
 
 /// `(task, attempt)` of every line of `runs.log` starting with `kind`.
 fn attempts_logged(ws: &Ws, kind: &str) -> Vec<(String, u32)> {

@@ -16,13 +16,13 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::run::{alive, assert_gone, run_id_of, summary, task, wait_until};
-use crate::{assert_exit, assert_no_crash, axon, stderr, stdout};
+use crate::{Rng, assert_exit, assert_no_crash, axon, stderr, stdout};
 
 /// A git repository in a temporary directory, and a `tools` directory beside it (outside the
 /// repository) for agents, workflows and the agents' records.
@@ -774,28 +774,6 @@ echo good > good.txt"#,
     assert_eq!(repo.read_tool("cwd.1").trim(), wt(1).to_str().unwrap());
     assert_eq!(repo.read_tool("cwd.2").trim(), wt(2).to_str().unwrap());
     repo.assert_no_leftovers(&run);
-}
-
-/// A small pseudo-random generator (xorshift64*), seeded from the clock and printed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
-        eprintln!("kill points seeded with {seed}");
-        Self(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
 }
 
 /// The twelve tasks of the kill/resume test and their prerequisites. `t12` changes nothing.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 /// Bound values per statement, at most (SQLite allows 32,766).
 pub(super) const CHUNK: usize = 900;
 
-use super::{ensure_run, outbox_item_from_row, u32_of, u64_of, uuid_of};
+use super::{ensure_run, outbox_item_from_row, placeholders, u32_of, u64_of, uuid_of};
 use crate::{CortexIdRecord, CortexSessionRecord, OutboxItem, OutboxRun, StoreError};
 
 pub(super) async fn set_ids(
@@ -32,7 +32,7 @@ pub(super) async fn set_ids(
     }
     // The first id wins (see `set_cortex_id`), also within one statement.
     for chunk in ids.chunks(CHUNK / 3) {
-        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let rows = placeholders("(?, ?, ?)", chunk.len());
         let sql = format!(
             "INSERT INTO cortex_ids (run_id, task_id, remote_id) VALUES {rows} ON CONFLICT DO NOTHING"
         );
@@ -56,7 +56,7 @@ pub(super) async fn set_ids(
             .filter_map(|i| i.task_id.as_deref())
             .collect();
         for chunk in tasks.chunks(CHUNK) {
-            let marks = vec!["?"; chunk.len()].join(", ");
+            let marks = placeholders("?", chunk.len());
             let sql = format!(
                 "SELECT task_id, remote_id FROM cortex_ids WHERE run_id = ? AND task_id IN ({marks})"
             );
