@@ -1325,6 +1325,56 @@ esac"#,
     assert!(!repo.dir.join(".git").exists());
 }
 
+/// A workspace inside a git repository that ignores it (as `target/demo` of the README's main
+/// command is inside a checkout of Axon): nothing there is tracked, so the tasks run in it
+/// directly, the run says so once, and the repository gets no branch and no worktree.
+#[test]
+fn an_ignored_workspace_inside_a_repository_runs_in_place() {
+    let repo = Repo::new();
+    repo.init(&[(".gitignore", "target/\n"), ("README", "hi\n")]);
+    let ws = repo.dir.join("target/demo");
+    std::fs::create_dir_all(&ws).unwrap();
+    repo.sh_agent(
+        1,
+        r#"pwd -P > "$TOOLS/cwd.$AXON_TASK_ID"
+echo "$AXON_TASK_ID" > "$AXON_TASK_ID.txt""#,
+    );
+    let wf = repo.workflow(
+        "wf.yaml",
+        &workflow_yaml("Ignored", "", &[("a", ""), ("b", "depends_on: [a]")]),
+    );
+    let mut args = repo.run_args(&wf);
+    let at = args.iter().position(|a| a == "--workspace").unwrap();
+    args[at + 1] = ws.clone().into();
+    let out = axon()
+        .args(args)
+        .current_dir(&repo.tools)
+        .env_remove("AXON_DB")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("without isolation"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(notes[0].contains("ignored by it"), "{err}");
+    let ws = ws.canonicalize().unwrap();
+    for id in ["a", "b"] {
+        assert_eq!(
+            repo.read_tool(&format!("cwd.{id}")).trim(),
+            ws.to_str().unwrap()
+        );
+        assert!(ws.join(format!("{id}.txt")).exists());
+    }
+    let branches = repo.git(&["branch", "--list", "axon*"]);
+    assert!(branches.trim().is_empty(), "{branches}");
+    assert!(!ws.join(".axon/worktrees").exists());
+    assert_eq!(repo.git(&["worktree", "list"]).lines().count(), 1);
+}
+
 /// A workspace whose path has a space and non-ASCII letters, an agents directory likewise, and
 /// a file written under such a path: it lands on the integration branch, and the worktrees go.
 #[test]

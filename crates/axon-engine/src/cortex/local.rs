@@ -68,7 +68,16 @@ fn rooted(scope: &SessionScope, prefix: &str) -> SessionScope {
 impl CortexBridge for LocalCortex {
     async fn open_run(&self, run: &RunInfo) -> Result<Arc<dyn RunBridge>, BridgeError> {
         let mut notices = Vec::new();
-        let sessions = match GitRepo::discover(&run.workspace).await.map_err(git_error)? {
+        let repo = match GitRepo::discover(&run.workspace).await.map_err(git_error)? {
+            Some(repo) if repo.ignores(&run.workspace).await.map_err(git_error)? => {
+                notices.push(format!(
+                    "{} is inside git repository {} but ignored by it: tasks run in it directly, without isolation",
+                    run.workspace.display(),
+                    repo.root().display()
+                ));
+                None
+            }
+            Some(repo) => Some(repo),
             None => {
                 notices.push(format!(
                     "{} is not a git repository: tasks run in it directly, without isolation",
@@ -76,6 +85,9 @@ impl CortexBridge for LocalCortex {
                 ));
                 None
             }
+        };
+        let sessions = match repo {
+            None => None,
             Some(repo) => {
                 let (sessions, info) = RunSessions::start(repo, &run.run_id.to_string())
                     .await

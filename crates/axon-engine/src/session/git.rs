@@ -243,6 +243,22 @@ impl GitRepo {
         }))
     }
 
+    /// Whether git ignores directory `dir` of this work tree (a build directory such as
+    /// `target/`): a workspace there holds nothing git tracks, so its tasks cannot work in
+    /// worktrees of the repository.
+    ///
+    /// # Errors
+    /// When git cannot tell.
+    pub async fn ignores(&self, dir: &Path) -> Result<bool, GitError> {
+        let args = ["check-ignore", "-q", "."];
+        let out = exec(dir, args, Owner::Axon, self.lfs_missing).await?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(command_error(args, &out)),
+        }
+    }
+
     /// The top level of the work tree.
     pub fn root(&self) -> &Path {
         &self.root
