@@ -18,10 +18,20 @@ pub fn client_config(args: &CortexArgs) -> Option<ClientConfig> {
     if url.is_empty() {
         return None;
     }
+    Some(client_config_at(args, url))
+}
+
+/// The client settings of the flags for the server at `url` (the key and timeout given).
+pub fn client_config_at(args: &CortexArgs, url: &str) -> ClientConfig {
     let mut config = ClientConfig::new(url);
-    config.api_key = args.cortex_api_key.clone().filter(|k| !k.trim().is_empty());
+    config.api_key = args
+        .cortex_api_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
     config.timeout = args.cortex_timeout;
-    Some(config)
+    config
 }
 
 /// The roles of `--cortex-roles`.

@@ -17,15 +17,15 @@
 use std::cell::RefCell;
 
 use axon_engine::cortex::http::{
-    ClientConfig, CortexClient, CortexError, CortexTaskId, MemoryQuery, MergeRequest, MergeStatus,
-    MergeStrategy, NewSession, NewTask, NewWorkspace, Session, SessionId, SessionStatus, Task,
-    TaskFilter, TaskStatus, TaskUpdate, Workspace, WorkspaceId,
+    CortexClient, CortexError, CortexTaskId, MemoryQuery, MergeRequest, MergeStatus, MergeStrategy,
+    NewSession, NewTask, NewWorkspace, Session, SessionId, SessionStatus, Task, TaskFilter,
+    TaskStatus, TaskUpdate, Workspace, WorkspaceId,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::Status;
-use crate::cli::{CortexCheckArgs, CortexRole};
+use crate::cli::CortexCheckArgs;
 use crate::commands::run::runtime;
 use crate::output::{one_line, plural, print_stdout};
 
@@ -41,29 +41,26 @@ const PROGRESS: f64 = 0.5;
 /// `axon cortex check`.
 pub fn check(args: &CortexCheckArgs) -> anyhow::Result<Status> {
     let cortex = &args.cortex;
-    let Some(url) = non_empty(cortex.cortex_url.as_deref()) else {
+    let Some(config) = crate::cortex::client_config(cortex) else {
         eprintln!(
             "axon: error: `axon cortex check` needs a server to probe: pass --cortex-url URL or set AXON_CORTEX_URL"
         );
         return Ok(Status::Usage);
     };
-    let key = non_empty(cortex.cortex_api_key.as_deref());
-    let scrub = Scrub(key);
-    let client = match CortexClient::new(ClientConfig {
-        url: url.to_owned(),
-        api_key: key.map(str::to_owned),
-        timeout: cortex.cortex_timeout,
-    }) {
+    let key = config.api_key.clone();
+    let scrub = Scrub(key.as_deref());
+    let client = match CortexClient::new(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("axon: error: {}", scrub.line(&e.to_string()));
             return Ok(Status::Usage);
         }
     };
+    let roles = crate::cortex::roles(cortex);
     let plan = Plan {
-        tracking: cortex.cortex_roles.contains(&CortexRole::Tracking),
-        sessions: cortex.cortex_roles.contains(&CortexRole::Sessions),
-        memory: cortex.cortex_roles.contains(&CortexRole::Memory),
+        tracking: roles.tracking,
+        sessions: roles.sessions,
+        memory: roles.memory,
         has_key: key.is_some(),
         workspace: non_empty(cortex.cortex_workspace.as_deref()).map(WorkspaceId::from),
         run: Uuid::now_v7(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon_engine::cortex::deliver_backlog;
-use axon_engine::cortex::http::{ClientConfig, CortexClient};
+use axon_engine::cortex::http::CortexClient;
 use axon_store::Store;
 
 use crate::Status;
@@ -71,9 +71,7 @@ pub fn sync(args: &CortexSyncArgs, db: Option<&Path>) -> anyhow::Result<Status> 
                 }
             }
         };
-        let mut client = ClientConfig::new(&url);
-        client.api_key = cortex.cortex_api_key.clone().filter(|k| !k.trim().is_empty());
-        client.timeout = cortex.cortex_timeout;
+                let client = crate::cortex::client_config_at(&cortex, &url);
         let probe = match CortexClient::new(client.clone()) {
             Ok(c) => c,
             Err(e) => {

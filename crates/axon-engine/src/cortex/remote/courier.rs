@@ -19,6 +19,7 @@ use std::time::Duration;
 use axon_store::{CortexIdRecord, OutboxItem, Store, StoreError};
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::tracking::{CREATE_TASK, CREATE_WORKFLOW, UPDATE, parent_tag, task_tag, workflow_tags};
@@ -199,6 +200,46 @@ impl Courier {
     /// The client it delivers with.
     pub(crate) fn client(&self) -> &CortexClient {
         &self.client
+    }
+
+    /// Delivers `run`'s calls round after round until none is left, Cortex cannot be reached,
+    /// no round delivered anything for `patience`, or `deadline` passes. What would be due
+    /// within `patience` (or before the deadline) goes at once: this is the last chance a run
+    /// gives its calls, or a sync of a run whose engine is gone.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub(crate) async fn deliver_until(
+        &self,
+        run: Uuid,
+        patience: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<Delivered, StoreError> {
+        let mut done = Delivered::default();
+        let mut last_progress = Instant::now();
+        loop {
+            done.left = self.store.outbox_counts(run).await?.undelivered;
+            let now = Instant::now();
+            if done.left == 0 || deadline.is_some_and(|d| now >= d) {
+                return Ok(done);
+            }
+            let ahead = deadline.map_or(patience, |d| patience.min(d - now));
+            let round = self.round(run, ahead).await?;
+            done.delivered += round.delivered as u64;
+            if round.last_error.is_some() {
+                done.last_error = round.last_error;
+            }
+            if round.delivered > 0 {
+                last_progress = Instant::now();
+                continue;
+            }
+            // Cortex is down: waiting for it would only hold the caller up.
+            if round.unreachable || last_progress.elapsed() >= patience {
+                done.left = self.store.outbox_counts(run).await?.undelivered;
+                return Ok(done);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Delivers what of `run` is due `ahead` from now (zero: what is due now), once.
@@ -520,7 +561,18 @@ impl Courier {
     }
 }
 
-/// What a round settled: calls delivered, and the Cortex ids of the tasks it created or
+/// What [`Courier::deliver_until`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Delivered {
+    /// Calls delivered.
+    pub delivered: u64,
+    /// Calls still undelivered.
+    pub left: u64,
+    /// The last failure, for people.
+    pub last_error: Option<String>,
+}
+
+/// What a round settled: calls delivered,and the Cortex ids of the tasks it created or
 /// found (with whether it created them).
 #[derive(Default)]
 struct Settled {

@@ -42,7 +42,7 @@ use self::run::RemoteRun;
 use self::tracking::Tracker;
 use super::http::{
     ClientConfig, CortexClient, CortexError, Episode, MemoryQuery, NewWorkspace, SessionId,
-    WorkspaceId,
+    TaskUpdate, WorkspaceId,
 };
 use super::local::store_error;
 use super::{BridgeError, Context, CortexBridge, LocalCortex, RunBridge, RunInfo};
@@ -403,18 +403,9 @@ impl HttpCortex {
         let run_id = info.run_id;
         let wf = &info.workflow;
         let mut items = Vec::with_capacity(wf.tasks.len() + 2);
-        let missing = |task: Option<&str>| {
-            let store = Arc::clone(&self.store);
-            let task = task.map(str::to_owned);
-            async move {
-                if !info.resumed {
-                    return Ok(true);
-                }
-                store
-                    .cortex_id(run_id, task.as_deref())
-                    .await
-                    .map(|id| id.is_none())
-            }
+        // A new run has no Cortex task yet; a resumed one only lacks those never created.
+        let missing = async |task: Option<&str>| -> Result<bool, StoreError> {
+            Ok(!info.resumed || self.store.cortex_id(run_id, task).await?.is_none())
         };
         if missing(None).await? {
             items.push(tracking::create_workflow(run_id, wf, info.estimated));
@@ -424,9 +415,11 @@ impl HttpCortex {
                 items.push(tracking::create_task(wf, i));
             }
         }
-        let mut started = axon_store::TrackUpdate::workflow(&wf.name, "running", now_ms());
-        started.started_at_ms = Some(now_ms());
-        items.extend(Tracker::new().calls(&[started]));
+        let started = TaskUpdate {
+            status: Some(tracking::cortex_status("running")),
+            ..TaskUpdate::default()
+        };
+        items.push(tracking::update(None, &started));
         self.store.outbox_push(run_id, &items, now_ms()).await
     }
 }
@@ -542,30 +535,16 @@ async fn deliver_run(
         done.note = Some("its engine is running and delivers them itself".into());
         return Ok(done);
     }
-    let mut last_progress = tokio::time::Instant::now();
-    loop {
-        if left(store).await? == 0 {
-            break;
-        }
-        // Whatever would be due within the patience goes now.
-        let round = courier.round(run_id, patience).await.map_err(store_error)?;
-        done.delivered += round.delivered as u64;
-        if round.last_error.is_some() {
-            done.note = round.last_error.clone();
-        }
-        if round.delivered > 0 {
-            last_progress = tokio::time::Instant::now();
-            continue;
-        }
-        if round.unreachable || last_progress.elapsed() >= patience {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    done.left = left(store).await?;
+    let delivered = courier
+        .deliver_until(run_id, patience, None)
+        .await
+        .map_err(store_error)?;
+    done.delivered = delivered.delivered;
+    done.left = delivered.left;
     if done.left == 0 {
-        done.note = None;
         store.outbox_prune(run_id).await.map_err(store_error)?;
+    } else {
+        done.note = delivered.last_error;
     }
     done.sessions_deleted = run::delete_run_sessions(courier.client(), store, run_id)
         .await

@@ -234,15 +234,28 @@ impl RemoteRun {
     /// Deletes Cortex session `id`; the record goes once Cortex confirms (else a later
     /// repair or sync deletes it).
     async fn delete_remote(&self, id: &str) {
-        match self.client.delete_session(&SessionId(id.to_owned())).await {
-            Ok(()) => {
-                if let Err(e) = self.store.cortex_session_closed(self.run_id, id).await {
-                    tracing::warn!(error = %chain(&e), "could not record a deleted Cortex session");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "could not delete a Cortex session; it is deleted later");
-            }
+        if let Err(e) = delete_session(&self.client, &self.store, self.run_id, id).await {
+            tracing::warn!(error = %chain(&e), "could not record a deleted Cortex session");
+        }
+    }
+}
+
+/// Deletes Cortex session `id` of `run_id` and forgets it; returns whether Cortex confirmed
+/// (when it did not, the session stays recorded, for a later repair or sync).
+async fn delete_session(
+    client: &CortexClient,
+    store: &Arc<dyn Store>,
+    run_id: Uuid,
+    id: &str,
+) -> Result<bool, StoreError> {
+    match client.delete_session(&SessionId(id.to_owned())).await {
+        Ok(()) => {
+            store.cortex_session_closed(run_id, id).await?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "could not delete a Cortex session; it is deleted later");
+            Ok(false)
         }
     }
 }
@@ -259,18 +272,9 @@ pub(crate) async fn delete_run_sessions(
     let mut deleted = 0;
     let mut gone = HashSet::new();
     for s in store.cortex_sessions(Some(run_id)).await? {
-        match client
-            .delete_session(&SessionId(s.session_id.clone()))
-            .await
-        {
-            Ok(()) => {
-                store.cortex_session_closed(run_id, &s.session_id).await?;
-                gone.insert(s.session_id);
-                deleted += 1;
-            }
-            Err(e) => {
-                tracing::warn!(session = %s.session_id, error = %e, "could not delete a Cortex session");
-            }
+        if delete_session(client, store, run_id, &s.session_id).await? {
+            gone.insert(s.session_id);
+            deleted += 1;
         }
     }
     let prefix = format!("axon/{run_id}/");
@@ -458,45 +462,14 @@ impl RunBridge for RemoteRun {
             return notices;
         };
         worker.stop().await;
-        let courier = &worker.courier;
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
-        let mut last_error = None;
-        let left = loop {
-            let left = match self.store.outbox_counts(self.run_id).await {
-                Ok(c) => c.undelivered,
-                Err(e) => {
-                    last_error = Some(chain(&e));
-                    break None;
-                }
-            };
-            let now = tokio::time::Instant::now();
-            if left == 0 || now >= deadline {
-                break Some(left);
-            }
-            // The last chance: whatever would be due before the deadline goes now.
-            match courier.round(self.run_id, deadline - now).await {
-                Ok(r) => {
-                    if r.last_error.is_some() {
-                        last_error = r.last_error;
-                    }
-                    if r.delivered == 0 {
-                        if r.unreachable {
-                            // Cortex is down: waiting for it would only hold the run up.
-                            break self
-                                .store
-                                .outbox_counts(self.run_id)
-                                .await
-                                .ok()
-                                .map(|c| c.undelivered);
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                Err(e) => {
-                    last_error = Some(chain(&e));
-                    break None;
-                }
-            }
+        let (left, last_error) = match worker
+            .courier
+            .deliver_until(self.run_id, self.drain_timeout, Some(deadline))
+            .await
+        {
+            Ok(d) => (Some(d.left), d.last_error),
+            Err(e) => (None, Some(chain(&e))),
         };
         match left {
             Some(0) => {
