@@ -1087,7 +1087,8 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    fn run_record(id: Uuid) -> RunRecord {
+    /// A running run with no agents, for store tests (here and in `sqlite::cortex`).
+    pub(crate) fn run_record(id: Uuid) -> RunRecord {
         RunRecord {
             run_id: id,
             workflow_id: "wf".into(),
@@ -1105,7 +1106,8 @@ mod tests {
         }
     }
 
-    fn lease(pid: u32, expires: i64) -> Lease {
+    /// A lease of pid `pid` on host `h`.
+    pub(crate) fn lease(pid: u32, expires: i64) -> Lease {
         Lease {
             host: "h".into(),
             pid,

@@ -275,9 +275,8 @@ pub(super) async fn set_workspace(
 
 #[cfg(test)]
 mod tests {
-    use axon_core::model::RunStatus;
-
-    use crate::{Lease, NewOutboxItem, RunRecord, SqliteStore, Store, StoreError};
+    use crate::sqlite::tests::{lease, run_record};
+    use crate::{NewOutboxItem, SqliteStore, Store, StoreError};
 
     use super::*;
 
@@ -286,27 +285,10 @@ mod tests {
         let mut ids = Vec::new();
         for _ in 0..n {
             let id = Uuid::now_v7();
-            let run = RunRecord {
-                run_id: id,
-                workflow_id: "wf".into(),
-                workflow_name: "Workflow".into(),
-                status: RunStatus::Running,
-                created_at_ms: 1_000,
-                finished_at_ms: None,
-                workspace: "/tmp/ws".into(),
-                workflow_source: "name: x".into(),
-                workflow_format: "yaml".into(),
-                agents_source: None,
-                agents_format: None,
-                agents_dir: None,
-                cancel_requested: false,
-            };
-            let lease = Lease {
-                host: "h".into(),
-                pid: 1,
-                expires_at_ms: 1,
-            };
-            store.create_run(&run, &[], &lease).await.unwrap();
+            store
+                .create_run(&run_record(id), &[], &lease(1, 1))
+                .await
+                .unwrap();
             ids.push(id);
         }
         (store, ids)
