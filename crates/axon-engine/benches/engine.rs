@@ -5,7 +5,10 @@
 //!
 //! - `w1_chain_10k`, `w2_independent_10k`, `w3_layered_10k` (no-op agents):
 //!   - `engine`: `Engine::run(workflow, RunOptions::default())`, everything included
-//!     (validation and planning, dispatch, events, the report);
+//!     (validation and planning, dispatch, events, the report), each attempt in a tokio task
+//!     of its own (`Execution::Spawned`, the default);
+//!   - `engine_inline`: the same with the agent's attempts polled by the dispatcher itself
+//!     (`FnAgent::inline`, `Execution::Inline`);
 //!   - `validate`: `axon_core::validate` alone, the part of `engine` that is not dispatch;
 //!   - `floor`: the hand-written executor (in-degree counters + mpsc ready channel, one
 //!     `tokio::spawn` per task);
@@ -43,7 +46,7 @@ fn dispatch_workloads() -> Vec<(&'static str, Dag)> {
     ]
 }
 
-const DISPATCH_FUNCTIONS: &[&str] = &["engine", "validate", "floor", "dagrs"];
+const DISPATCH_FUNCTIONS: &[&str] = &["engine", "engine_inline", "validate", "floor", "dagrs"];
 const W4_GROUP: &str = "w4_sleep_200";
 const W4_FUNCTIONS: &[&str] = &["engine", "floor", "back_to_back", "level_barrier", "dagrs"];
 
@@ -81,12 +84,14 @@ fn time_engine(
 
 fn dispatch_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let engine = Engine::new(common::pool_of(common::noop_agent()));
+    let inline = Engine::new(common::pool_of(common::inline_noop_agent()));
     for (label, dag) in dispatch_workloads() {
         let n = dag.len();
         let workflow = dag.to_workflow(label, |_| serde_json::Value::Null);
         let dag = Arc::new(dag);
         // Both executors run the whole workload before anything is timed.
         rt.block_on(run_engine(&engine, workflow.clone(), n));
+        rt.block_on(run_engine(&inline, workflow.clone(), n));
         rt.block_on(common::floor(Arc::clone(&dag), |_| async {}));
 
         let mut g = c.benchmark_group(label);
@@ -96,6 +101,9 @@ fn dispatch_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             .measurement_time(Duration::from_secs(3));
         g.bench_function("engine", |b| {
             b.iter_custom(|iters| time_engine(rt, &engine, &workflow, iters));
+        });
+        g.bench_function("engine_inline", |b| {
+            b.iter_custom(|iters| time_engine(rt, &inline, &workflow, iters));
         });
         g.bench_function("validate", |b| {
             b.iter(|| validate(std::hint::black_box(&workflow), None));

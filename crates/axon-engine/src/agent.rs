@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axon_core::model::{ErrorType, Task};
+use axon_core::model::{ErrorType, Task, Workflow};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +23,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// Everything an agent gets for one attempt. Serialised, this is the command agent's stdin.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRequest {
-    /// The task.
-    pub task: Arc<Task>,
+    /// The task (shared with the run's workflow: no copy per attempt).
+    pub task: TaskRef,
     /// The workflow it belongs to (shared by every attempt of the run).
     pub workflow: Arc<WorkflowRef>,
     /// The run.
@@ -43,6 +43,72 @@ pub struct AttemptRequest {
     /// The directory the task works in.
     #[serde(skip)]
     pub session_dir: PathBuf,
+}
+
+/// A task shared with the workflow it belongs to: attempts reach their task through the
+/// run's `Arc<Workflow>` instead of a copy each (a `Task` holds strings, lists and JSON, and
+/// copying it per task was a measurable share of a run's cost). Dereferences to [`Task`];
+/// serialises as the task itself.
+///
+/// ```
+/// use axon_core::builder::TaskBuilder;
+/// use axon_engine::agent::TaskRef;
+/// let task = TaskRef::from(TaskBuilder::custom("t", "T", "h").capability("x").build());
+/// assert_eq!(task.id.as_str(), "t");
+/// ```
+#[derive(Clone)]
+pub struct TaskRef(TaskRepr);
+
+#[derive(Clone)]
+enum TaskRepr {
+    /// Task `index` of the workflow.
+    InWorkflow(Arc<Workflow>, u32),
+    /// A task of its own (for calling agents outside the engine).
+    Alone(Arc<Task>),
+}
+
+impl TaskRef {
+    /// Task `index` of `workflow` (the engine's dispatcher only hands out indices of its
+    /// own workflow).
+    pub(crate) fn in_workflow(workflow: Arc<Workflow>, index: usize) -> Self {
+        debug_assert!(index < workflow.tasks.len());
+        Self(TaskRepr::InWorkflow(workflow, index as u32))
+    }
+}
+
+impl From<Task> for TaskRef {
+    fn from(task: Task) -> Self {
+        Self(TaskRepr::Alone(Arc::new(task)))
+    }
+}
+
+impl From<Arc<Task>> for TaskRef {
+    fn from(task: Arc<Task>) -> Self {
+        Self(TaskRepr::Alone(task))
+    }
+}
+
+impl std::ops::Deref for TaskRef {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        match &self.0 {
+            TaskRepr::InWorkflow(workflow, index) => &workflow.tasks[*index as usize],
+            TaskRepr::Alone(task) => task,
+        }
+    }
+}
+
+impl std::fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Task::fmt(self, f)
+    }
+}
+
+impl Serialize for TaskRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Task::serialize(self, serializer)
+    }
 }
 
 /// How an attempt reaches its Cortex session: serialised as the command agent's
@@ -191,6 +257,21 @@ impl Progress {
     }
 }
 
+/// How the engine drives an agent's attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Execution {
+    /// Each attempt runs in a tokio task of its own, so attempts spread over the runtime's
+    /// worker threads. Right for agents that compute between their awaits, and the default.
+    #[default]
+    Spawned,
+    /// The run's dispatcher polls the attempts itself, beside its own work: no task to
+    /// create, no hop between threads, and the outcome is handled the moment it is ready.
+    /// For agents whose futures only wait (on a network call, a timer, a channel) and return
+    /// quickly from every poll: a poll that computes for long delays every other task of the
+    /// run. A panic while polling still only fails its attempt.
+    Inline,
+}
+
 /// Something that can run task attempts.
 pub trait Agent: Send + Sync + 'static {
     /// Runs one attempt. The future must end soon after `cancel` fires (returning
@@ -201,6 +282,12 @@ pub trait Agent: Send + Sync + 'static {
         progress: Progress,
         cancel: CancellationToken,
     ) -> BoxFuture<Result<AttemptOutput, AttemptError>>;
+
+    /// How the engine drives this agent's attempts ([`Execution::Spawned`] unless the agent
+    /// says otherwise).
+    fn execution(&self) -> Execution {
+        Execution::Spawned
+    }
 }
 
 /// An in-process agent made from a closure.
@@ -218,16 +305,35 @@ pub trait Agent: Send + Sync + 'static {
 /// ```
 pub struct FnAgent<F> {
     f: F,
+    execution: Execution,
 }
 
 impl<F> FnAgent<F> {
-    /// Wraps `f` (the bounds on `new` let closures infer their argument types).
+    /// Wraps `f` (the bounds on `new` let closures infer their argument types). Its attempts
+    /// are [`Execution::Spawned`].
     pub fn new<Fut>(f: F) -> Self
     where
         F: Fn(AttemptRequest, Progress, CancellationToken) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<AttemptOutput, AttemptError>> + Send + 'static,
     {
-        Self { f }
+        Self {
+            f,
+            execution: Execution::Spawned,
+        }
+    }
+
+    /// Has the run's dispatcher poll this agent's attempts itself ([`Execution::Inline`]):
+    /// the cheapest way to run many short attempts whose futures only wait.
+    ///
+    /// ```
+    /// use axon_engine::agent::{Agent, AttemptOutput, Execution, FnAgent};
+    /// let agent = FnAgent::new(|_, _, _| async { Ok(AttemptOutput::default()) }).inline();
+    /// assert_eq!(agent.execution(), Execution::Inline);
+    /// ```
+    #[must_use]
+    pub fn inline(mut self) -> Self {
+        self.execution = Execution::Inline;
+        self
     }
 }
 
@@ -243,5 +349,9 @@ where
         cancel: CancellationToken,
     ) -> BoxFuture<Result<AttemptOutput, AttemptError>> {
         Box::pin((self.f)(request, progress, cancel))
+    }
+
+    fn execution(&self) -> Execution {
+        self.execution
     }
 }

@@ -386,7 +386,7 @@ mod tests {
     fn request(session_dir: PathBuf) -> AttemptRequest {
         let task = TaskBuilder::custom("t", "T", "h").capability("x").build();
         AttemptRequest {
-            task: Arc::new(task),
+            task: task.into(),
             workflow: Arc::new(WorkflowRef {
                 id: "w".into(),
                 name: "W".into(),

@@ -243,7 +243,7 @@ impl Engine {
             lease_ttl: self.lease_ttl,
             cancel: cancel.clone(),
             workspace: opts.workspace.clone(),
-            records: records.clone(),
+            records,
             created_at_ms,
             resumed: false,
             bridge: None,
@@ -273,7 +273,11 @@ impl Engine {
                 cancel_requested: false,
             };
             store
-                .create_run(&record, &records, &self.holder.lease(self.lease_ttl))
+                .create_run(
+                    &record,
+                    &run_loop.records(),
+                    &self.holder.lease(self.lease_ttl),
+                )
                 .await?;
         }
         let bridge = match self

@@ -25,6 +25,7 @@ pub mod cortex;
 pub mod engine;
 pub mod error;
 pub mod lease;
+mod metrics;
 mod os;
 pub mod pool;
 pub mod report;

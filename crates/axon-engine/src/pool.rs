@@ -5,14 +5,16 @@
 //! [`PoolLease`] — a slot and the task's cpu/memory on the least loaded capable agent — and
 //! dropping the lease gives them back and wakes whoever waits for capacity
 //! ([`AgentPool::changes`]). Each agent has its own small lock, held for a few field updates
-//! and never across an `.await`; there is no pool-wide lock.
+//! and never across an `.await`; there is no pool-wide lock. A release costs a counter bump,
+//! and a wake-up only while someone waits (most releases have no one to wake).
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axon_core::agents::AgentSpec;
 use axon_core::model::{ResourceRequirements, Task};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 // Busy time comes from tokio's clock (paused in tests), like the run's durations.
 use tokio::time::Instant;
 
@@ -43,7 +45,12 @@ struct Slot {
 
 struct Inner {
     slots: Vec<Slot>,
-    changed: watch::Sender<u64>,
+    /// Bumped on every release.
+    version: AtomicU64,
+    /// How many [`PoolChanges::changed`] calls are waiting.
+    waiters: AtomicUsize,
+    /// Wakes them.
+    notify: Notify,
     created: Instant,
 }
 
@@ -73,7 +80,6 @@ pub struct AgentPool {
 impl AgentPool {
     /// A pool of these agents.
     pub fn new(agents: Vec<PoolAgent>) -> Self {
-        let (changed, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
                 slots: agents
@@ -83,7 +89,9 @@ impl AgentPool {
                         load: Mutex::new(Load::default()),
                     })
                     .collect(),
-                changed,
+                version: AtomicU64::new(0),
+                waiters: AtomicUsize::new(0),
+                notify: Notify::new(),
                 created: Instant::now(),
             }),
         }
@@ -119,9 +127,13 @@ impl AgentPool {
             .collect()
     }
 
-    /// A receiver that changes whenever capacity is released.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.inner.changed.subscribe()
+    /// A watcher of released capacity: [`PoolChanges::changed`] returns once capacity was
+    /// released after the watcher last looked.
+    pub fn changes(&self) -> PoolChanges {
+        PoolChanges {
+            seen: self.inner.version.load(Ordering::SeqCst),
+            pool: self.clone(),
+        }
     }
 
     /// Takes a slot and `need` on the least loaded of `candidates` that has room, if any.
@@ -192,7 +204,56 @@ impl AgentPool {
             load.failures += u64::from(failed);
             load.busy += busy;
         }
-        self.inner.changed.send_modify(|v| *v = v.wrapping_add(1));
+        // Paired with `PoolChanges::changed` (both SeqCst): either the waiter sees the new
+        // version, or this sees the waiter and wakes it.
+        self.inner.version.fetch_add(1, Ordering::SeqCst);
+        if self.inner.waiters.load(Ordering::SeqCst) > 0 {
+            self.inner.notify.notify_waiters();
+        }
+    }
+}
+
+/// Watches an [`AgentPool`] for released capacity.
+pub struct PoolChanges {
+    pool: AgentPool,
+    seen: u64,
+}
+
+impl PoolChanges {
+    /// Whether capacity was released since this watcher last looked.
+    pub fn has_changed(&self) -> bool {
+        self.pool.inner.version.load(Ordering::SeqCst) != self.seen
+    }
+
+    /// Marks everything released so far as seen.
+    pub fn mark_seen(&mut self) {
+        self.seen = self.pool.inner.version.load(Ordering::SeqCst);
+    }
+
+    /// Waits until capacity is released after this watcher last looked (at once if it
+    /// already was), then marks it seen. Cancel-safe.
+    pub async fn changed(&mut self) {
+        let inner = Arc::clone(&self.pool.inner);
+        let notified = inner.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the version is read, so a release in between still wakes it.
+        notified.as_mut().enable();
+        inner.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = WaiterGuard(&inner.waiters);
+        let now = inner.version.load(Ordering::SeqCst);
+        if now == self.seen {
+            notified.await;
+        }
+        self.seen = inner.version.load(Ordering::SeqCst);
+    }
+}
+
+/// Counts a waiter out when its wait ends or is dropped.
+struct WaiterGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -282,12 +343,40 @@ mod tests {
         let _l2 = p.try_acquire(&[0], NEED).unwrap();
         assert!(p.try_acquire(&[0], NEED).is_none());
         let mut changes = p.changes();
-        changes.borrow_and_update();
+        changes.mark_seen();
+        assert!(!changes.has_changed());
         drop(l1);
-        assert!(changes.has_changed().unwrap());
+        assert!(changes.has_changed());
         let _l3 = p.try_acquire(&[0], NEED).unwrap();
         assert_eq!(p.stats()[0].tasks_run, 1);
         assert_eq!(p.stats()[0].running, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_release_wakes_a_waiter_and_an_earlier_one_is_not_missed() {
+        let p = pool("agents:\n  - id: a\n    capabilities: [x]\n    max_concurrent_tasks: 1\n");
+        let lease = p.try_acquire(&[0], NEED).unwrap();
+        let mut changes = p.changes();
+        // Released before anyone waits: the wait returns at once.
+        drop(lease);
+        tokio::time::timeout(Duration::from_secs(10), changes.changed())
+            .await
+            .expect("an earlier release is seen");
+        assert!(!changes.has_changed());
+        // Released while waiting, from another task: the waiter wakes, many times over.
+        for _ in 0..200 {
+            let lease = p.try_acquire(&[0], NEED).unwrap();
+            changes.mark_seen();
+            let releaser = tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                drop(lease);
+            });
+            tokio::time::timeout(Duration::from_secs(10), changes.changed())
+                .await
+                .expect("the waiter is woken");
+            releaser.await.unwrap();
+            assert!(p.try_acquire(&[0], NEED).is_some());
+        }
     }
 
     #[test]

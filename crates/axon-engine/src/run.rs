@@ -22,6 +22,8 @@ use axon_core::DagIndex;
 use axon_core::model::{ErrorType, FailurePolicy, RunStatus, TaskStatus, Workflow};
 use axon_core::plan::{Plan, ReadyKey};
 use axon_store::{Batch, EpisodeRecord, EventRecord, Store, TaskRecord, TrackUpdate};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 // Durations come from tokio's clock (paused in tests), like every timer of the run.
@@ -30,12 +32,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::agent::{
-    Agent, AttemptError, AttemptOutput, AttemptRequest, BoxFuture, Progress, WorkflowRef,
+    Agent, AttemptError, AttemptOutput, AttemptRequest, BoxFuture, Execution, Progress, TaskRef,
+    WorkflowRef,
 };
 use crate::bus::{Event, EventBus, EventKind};
 use crate::cortex::{CortexBridge, RunBridge};
 use crate::error::EngineError;
 use crate::lease::Holder;
+use crate::metrics::RunMetrics;
 use crate::pool::{AgentPool, PoolLease};
 use crate::report::{RunReport, RunTotals, TaskReport};
 
@@ -59,11 +63,7 @@ pub(crate) enum Msg {
         attempt: u32,
         value: f64,
     },
-    Finished {
-        task: u32,
-        attempt: u32,
-        result: Result<AttemptOutput, AttemptError>,
-    },
+    Finished(Finished),
     RetryDue {
         task: u32,
     },
@@ -84,6 +84,25 @@ pub(crate) enum Msg {
         output: Option<serde_json::Value>,
         go: oneshot::Sender<()>,
     },
+}
+
+/// An attempt's outcome, as its future ends.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    task: u32,
+    attempt: u32,
+    result: Result<AttemptOutput, AttemptError>,
+}
+
+/// How a task's running attempt is reached (for cancelling it).
+enum Running {
+    /// No attempt runs.
+    Idle,
+    /// In a tokio task of its own, with its own token.
+    Spawned(CancellationToken),
+    /// Polled by the dispatcher; with a token of its own if it has a timeout, else the
+    /// run's `inline_cancel`.
+    Inline(Option<CancellationToken>),
 }
 
 const NOT_IN_BATCH: u32 = u32::MAX;
@@ -139,14 +158,20 @@ pub(crate) struct RunLoop {
     cx: RunContext,
     tasks: Vec<TaskState>,
     classes: Vec<Vec<u32>>,
-    /// Each task, shared with its attempts' requests (no copy per attempt).
-    shared_tasks: Vec<Arc<axon_core::Task>>,
     /// The workflow as attempts see it, shared by all of them.
     workflow_ref: Arc<WorkflowRef>,
     /// The cancellation token of each running attempt. Attempts' tokens are not children of
     /// the run's: the dispatcher cancels them itself when the run stops, which keeps 10,000
     /// attempts from queueing on one parent's lock.
-    attempt_tokens: Vec<Option<CancellationToken>>,
+    attempt_tokens: Vec<Running>,
+    /// The token of every inline attempt without a timeout of its own: cancelled once, when
+    /// the run stops (an attempt with a timeout has its own, which the timeout cancels).
+    inline_cancel: CancellationToken,
+    /// When a stopping run gives up on inline attempts that have not stopped (their futures
+    /// are dropped then; a spawned attempt gives up on its agent by itself).
+    abandon_at: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Attempts of [`Execution::Inline`] agents, polled by the dispatcher itself.
+    inline: FuturesUnordered<BoxFuture<Finished>>,
     /// Tasks not in a terminal status yet (the run is done when none are left and nothing
     /// runs or waits).
     unfinished: usize,
@@ -177,10 +202,17 @@ pub(crate) struct RunLoop {
     /// The same instant, in ms since the Unix epoch.
     now_ms: i64,
     totals: RunTotals,
+    metrics: RunMetrics,
+    /// [`Self::dispatch`]'s buffers: which ready queues wait for an agent, and the attempts
+    /// to start.
+    blocked: Vec<bool>,
+    starts: Vec<(usize, PoolLease, AttemptRequest)>,
+    /// `run_id/`, the start of every idempotency key.
+    key_prefix: String,
 }
 
 impl RunLoop {
-    pub(crate) fn new(cx: RunContext) -> Result<Self, EngineError> {
+    pub(crate) fn new(mut cx: RunContext) -> Result<Self, EngineError> {
         let n = cx.workflow.tasks.len();
         let mut classes: Vec<Vec<u32>> = Vec::new();
         let mut class_of = vec![0u32; n];
@@ -205,15 +237,15 @@ impl RunLoop {
         if !no_agent.is_empty() {
             return Err(EngineError::NoSuitableAgent(no_agent));
         }
-        let tasks: Vec<TaskState> = cx
-            .records
-            .iter()
+        let records = std::mem::take(&mut cx.records);
+        let tasks: Vec<TaskState> = records
+            .into_iter()
             .enumerate()
             .map(|(i, rec)| TaskState {
                 // Rows are keyed by their place in this workflow (batch slots rely on it).
                 rec: TaskRecord {
                     position: i as u32,
-                    ..rec.clone()
+                    ..rec
                 },
                 remaining: 0,
                 ready_since: None,
@@ -223,19 +255,21 @@ impl RunLoop {
             .collect();
         let (tx, rx) = unbounded_channel();
         let ready = vec![BinaryHeap::new(); classes.len()];
-        let shared_tasks = cx.workflow.tasks.iter().cloned().map(Arc::new).collect();
         let workflow_ref = Arc::new(WorkflowRef {
             id: cx.workflow.id.to_string(),
             name: cx.workflow.name.clone(),
         });
         let unfinished = tasks.iter().filter(|t| !t.rec.status.is_terminal()).count();
+        let key_prefix = format!("{}/", cx.run_id);
         Ok(Self {
             cx,
             tasks,
             classes,
-            shared_tasks,
             workflow_ref,
-            attempt_tokens: vec![None; n],
+            attempt_tokens: std::iter::repeat_with(|| Running::Idle).take(n).collect(),
+            inline_cancel: CancellationToken::new(),
+            abandon_at: None,
+            inline: FuturesUnordered::new(),
             unfinished,
             waiting_for_pool: false,
             merge_acks: Vec::new(),
@@ -254,6 +288,10 @@ impl RunLoop {
             now: Instant::now(),
             now_ms: now_ms(),
             totals: RunTotals::default(),
+            metrics: RunMetrics::register(),
+            key_prefix,
+            blocked: Vec::new(),
+            starts: Vec::new(),
         })
     }
 
@@ -266,6 +304,24 @@ impl RunLoop {
         self.cx.bridge = bridge;
         self.cx.merge_into = merge_into;
         self
+    }
+
+    /// `run_id/task_id/attempt`, from the run's prefix made once (formatting the run id
+    /// per attempt was a measurable share of dispatching).
+    fn idempotency_key(&self, i: usize, attempt: u32) -> String {
+        use std::fmt::Write as _;
+        let id = self.task_id(i);
+        let mut key = String::with_capacity(self.key_prefix.len() + id.len() + 11);
+        key.push_str(&self.key_prefix);
+        key.push_str(id);
+        key.push('/');
+        let _ = write!(key, "{attempt}");
+        key
+    }
+
+    /// Every task's current state, in workflow order (what a new run records first).
+    pub(crate) fn records(&self) -> Vec<TaskRecord> {
+        self.tasks.iter().map(|t| t.rec.clone()).collect()
     }
 
     fn task_id(&self, i: usize) -> &str {
@@ -486,7 +542,10 @@ impl RunLoop {
         self.unfinished -= 1;
         self.touch(i);
         self.emit(Some(i), None, EventKind::TaskSkipped { because });
-        metrics::counter!("axon_tasks_total", "type" => self.cx.workflow.tasks[i].task_type.kind().as_str(), "outcome" => "skipped").increment(1);
+        self.metrics.task(
+            self.cx.workflow.tasks[i].task_type.kind(),
+            TaskStatus::Skipped,
+        );
     }
 
     /// Skips every not-yet-finished task that depends, directly or not, on `failed`.
@@ -510,8 +569,11 @@ impl RunLoop {
         if self.stop.is_some() {
             return Ok(());
         }
-        let mut blocked = vec![false; self.classes.len()];
-        let mut starts: Vec<(usize, PoolLease, AttemptRequest)> = Vec::new();
+        // Buffers kept between calls (a chain dispatches one task per call).
+        let mut blocked = std::mem::take(&mut self.blocked);
+        blocked.clear();
+        blocked.resize(self.classes.len(), false);
+        let mut starts = std::mem::take(&mut self.starts);
         self.waiting_for_pool = false;
         loop {
             let best = (0..self.classes.len())
@@ -533,14 +595,17 @@ impl RunLoop {
             let req = self.begin_attempt(i, &lease);
             starts.push((i, lease, req));
         }
+        self.blocked = blocked;
         if starts.is_empty() {
+            self.starts = starts;
             return Ok(());
         }
         // Commit, then act.
         self.flush().await?;
-        for (i, lease, req) in starts {
+        for (i, lease, req) in starts.drain(..) {
             self.spawn_attempt(i, lease, req);
         }
+        self.starts = starts;
         Ok(())
     }
 
@@ -580,8 +645,7 @@ impl RunLoop {
         self.touch(i);
         self.running += 1;
         self.totals.attempts += 1;
-        metrics::counter!("axon_task_attempts_total").increment(1);
-        metrics::histogram!("axon_task_queue_wait_seconds").record(wait);
+        self.metrics.attempt(wait);
         self.totals.queue_wait_secs += wait;
         self.emit(
             Some(i),
@@ -592,41 +656,67 @@ impl RunLoop {
         );
         self.emit(Some(i), Some(attempt), EventKind::TaskStarted);
         AttemptRequest {
-            task: Arc::clone(&self.shared_tasks[i]),
+            task: TaskRef::in_workflow(Arc::clone(&self.cx.workflow), i),
             workflow: Arc::clone(&self.workflow_ref),
             run_id: self.cx.run_id,
             attempt,
             context: Vec::new(),
             upstream,
-            idempotency_key: format!("{}/{}/{attempt}", self.cx.run_id, self.task_id(i)),
+            idempotency_key: self.idempotency_key(i, attempt),
             cortex: None,
             session_dir: self.cx.workspace.clone(),
         }
     }
 
     fn spawn_attempt(&mut self, i: usize, mut lease: PoolLease, req: AttemptRequest) {
-        let token = CancellationToken::new();
-        self.attempt_tokens[i] = Some(token.clone());
-        let tx = self.tx.clone();
         let timeout = self.cx.workflow.tasks[i].timeout;
         let attempt = req.attempt;
         let progress = Progress {
-            tx: Some(tx.clone()),
+            tx: Some(self.tx.clone()),
             task: i as u32,
             attempt,
         };
         let agent = lease.agent();
+        let task = i as u32;
+        if self.cx.bridge.is_none() && agent.execution() == Execution::Inline {
+            let (token, own) = match timeout {
+                None => (self.inline_cancel.clone(), None),
+                Some(_) => {
+                    let token = CancellationToken::new();
+                    (token.clone(), Some(token))
+                }
+            };
+            self.attempt_tokens[i] = Running::Inline(own);
+            self.inline.push(Box::pin(async move {
+                // No wait on the token here: a stopping run abandons inline attempts itself.
+                let result =
+                    run_attempt(agent.as_ref(), req, progress, token, timeout, false).await;
+                if result.is_err() {
+                    lease.mark_failed();
+                }
+                drop(lease);
+                Finished {
+                    task,
+                    attempt,
+                    result,
+                }
+            }));
+            return;
+        }
+        let token = CancellationToken::new();
+        self.attempt_tokens[i] = Running::Spawned(token.clone());
+        let tx = self.tx.clone();
         let cortex_api_key = lease.spec().cortex_api_key;
         let bridge = self.cx.bridge.clone();
         let context_limit = self
             .cx
             .workflow
             .context_limit_for(&self.cx.workflow.tasks[i]);
-        // Attempts are not tracked apart: each one's last act is its `Finished` message, and
-        // the run ends only when every attempt has reported.
+        // Spawned attempts are not tracked apart: each one's last act is its `Finished`
+        // message, and the run ends only when every attempt has reported.
         tokio::spawn(async move {
             let result = match bridge {
-                None => run_attempt(agent.as_ref(), req, progress, token, timeout).await,
+                None => run_attempt(agent.as_ref(), req, progress, token, timeout, true).await,
                 Some(bridge) => {
                     let attempt = Attempt {
                         agent: agent.as_ref(),
@@ -646,12 +736,34 @@ impl RunLoop {
             }
             // Free the agent before reporting, so the dispatcher can reuse it at once.
             drop(lease);
-            let _ = tx.send(Msg::Finished {
-                task: i as u32,
+            let _ = tx.send(Msg::Finished(Finished {
+                task,
                 attempt,
                 result,
-            });
+            }));
         });
+    }
+
+    /// Gives up on the inline attempts that did not stop within [`STOP_WAIT`] of the run's
+    /// stop: their futures are dropped (freeing their agents) and they end as cancelled.
+    fn abandon_inline(&mut self) {
+        self.abandon_at = None;
+        drop(std::mem::take(&mut self.inline));
+        for i in 0..self.tasks.len() {
+            if matches!(self.attempt_tokens[i], Running::Inline(_)) {
+                let attempt = self.tasks[i].rec.attempts;
+                tracing::warn!(
+                    task = self.task_id(i),
+                    attempt,
+                    "the agent did not stop; abandoned"
+                );
+                self.handle(Msg::Finished(Finished {
+                    task: i as u32,
+                    attempt,
+                    result: Err(AttemptError::Cancelled),
+                }));
+            }
+        }
     }
 
     /// Waits (at most [`STOP_WAIT`]) for the running attempts to report, ignoring what they
@@ -659,9 +771,20 @@ impl RunLoop {
     async fn drain_attempts(&mut self) {
         let deadline = Instant::now() + STOP_WAIT;
         while self.running > 0 {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(Msg::Finished { .. })) => self.running -= 1,
-                Ok(Some(_)) => {}
+            let next = async {
+                tokio::select! {
+                    Some(_) = self.inline.next(), if !self.inline.is_empty() => true,
+                    msg = self.rx.recv() => match msg {
+                        Some(Msg::Finished(_)) => true,
+                        Some(_) => false,
+                        None => return None,
+                    },
+                }
+                .into()
+            };
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(Some(true)) => self.running -= 1,
+                Ok(Some(false)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
@@ -669,8 +792,15 @@ impl RunLoop {
 
     /// Cancels every running attempt (each gets its agent's grace period to stop).
     fn cancel_attempts(&mut self) {
-        for token in self.attempt_tokens.iter().flatten() {
-            token.cancel();
+        self.inline_cancel.cancel();
+        for running in &self.attempt_tokens {
+            match running {
+                Running::Spawned(token) | Running::Inline(Some(token)) => token.cancel(),
+                Running::Idle | Running::Inline(None) => {}
+            }
+        }
+        if !self.inline.is_empty() && self.abandon_at.is_none() {
+            self.abandon_at = Some(Box::pin(tokio::time::sleep(STOP_WAIT)));
         }
     }
 
@@ -731,16 +861,16 @@ impl RunLoop {
                     self.make_ready(i);
                 }
             }
-            Msg::Finished {
+            Msg::Finished(Finished {
                 task,
                 attempt,
                 result,
-            } => {
+            }) => {
                 self.running -= 1;
                 let duration = self.tasks[task as usize]
                     .attempt_started
                     .map_or(Duration::ZERO, |s| self.now - s);
-                self.attempt_tokens[task as usize] = None;
+                self.attempt_tokens[task as usize] = Running::Idle;
                 self.tasks[task as usize].rec.agent_pid = None;
                 self.tasks[task as usize].rec.merging = false;
                 self.finished(task as usize, attempt, result, duration);
@@ -755,9 +885,8 @@ impl RunLoop {
         result: Result<AttemptOutput, AttemptError>,
         duration: Duration,
     ) {
-        let kind_label = self.cx.workflow.tasks[i].task_type.kind().as_str();
-        metrics::histogram!("axon_task_duration_seconds", "type" => kind_label)
-            .record(duration.as_secs_f64());
+        let task_kind = self.cx.workflow.tasks[i].task_type.kind();
+        self.metrics.duration(task_kind, duration.as_secs_f64());
         if self.cx.store.is_some() {
             // Every finished attempt is remembered, in the same commit as its outcome.
             let episode = self.episode(i, attempt, &result, duration);
@@ -780,7 +909,7 @@ impl RunLoop {
                         duration_secs: duration.as_secs_f64(),
                     },
                 );
-                metrics::counter!("axon_tasks_total", "type" => kind_label, "outcome" => "succeeded").increment(1);
+                self.metrics.task(task_kind, TaskStatus::Succeeded);
                 for k in 0..self.cx.index.dependents(i).len() {
                     let d = self.cx.index.dependents(i)[k] as usize;
                     let t = &mut self.tasks[d];
@@ -828,7 +957,7 @@ impl RunLoop {
                         },
                     );
                     self.totals.retries += 1;
-                    metrics::counter!("axon_task_retries_total").increment(1);
+                    self.metrics.retry();
                     self.waiting_retry += 1;
                     let tx = self.tx.clone();
                     let token = self.cx.cancel.clone();
@@ -854,7 +983,7 @@ impl RunLoop {
                             duration_secs: duration.as_secs_f64(),
                         },
                     );
-                    metrics::counter!("axon_tasks_total", "type" => kind_label, "outcome" => "failed").increment(1);
+                    self.metrics.task(task_kind, TaskStatus::Failed);
                     match self.cx.workflow.failure_policy {
                         FailurePolicy::Continue => self.skip_dependents(i),
                         FailurePolicy::FailFast => {
@@ -933,7 +1062,10 @@ impl RunLoop {
         self.unfinished -= 1;
         self.touch(i);
         self.emit(Some(i), attempt, EventKind::TaskCancelled { reason });
-        metrics::counter!("axon_tasks_total", "type" => self.cx.workflow.tasks[i].task_type.kind().as_str(), "outcome" => "cancelled").increment(1);
+        self.metrics.task(
+            self.cx.workflow.tasks[i].task_type.kind(),
+            TaskStatus::Cancelled,
+        );
     }
 
     /// Stops starting work, cancels running attempts and pending retries, and cancels every
@@ -996,6 +1128,25 @@ impl RunLoop {
                     self.tick();
                     self.begin_stop(Stop::WorkflowTimeout(self.cx.workflow.timeout));
                 }
+                () = async {
+                    if let Some(at) = &mut self.abandon_at {
+                        at.as_mut().await;
+                    }
+                }, if self.abandon_at.is_some() => {
+                    self.tick();
+                    self.abandon_inline();
+                }
+                Some(finished) = self.inline.next(), if !self.inline.is_empty() => {
+                    self.tick();
+                    self.handle(Msg::Finished(finished));
+                    // Whatever else is ready now (`next` polls only those that were woken).
+                    while let Some(Some(more)) = self.inline.next().now_or_never() {
+                        self.handle(Msg::Finished(more));
+                    }
+                    while let Ok(more) = self.rx.try_recv() {
+                        self.handle(more);
+                    }
+                }
                 msg = self.rx.recv() => {
                     self.tick();
                     if let Some(msg) = msg {
@@ -1005,10 +1156,8 @@ impl RunLoop {
                         }
                     }
                 }
-                changed = pool_changes.changed(), if self.waiting_for_pool => {
+                () = pool_changes.changed(), if self.waiting_for_pool => {
                     self.tick();
-                    // The sender lives in the pool, which outlives the run.
-                    let _ = changed;
                 }
                 _ = heartbeat.tick(), if self.cx.store.is_some() => {
                     self.tick();
@@ -1195,10 +1344,14 @@ impl RunLoop {
             status,
             duration_secs: duration.as_secs_f64(),
         };
-        metrics::counter!("axon_runs_total", "status" => status.as_str()).increment(1);
-        for s in self.cx.pool.stats() {
-            metrics::gauge!("axon_agent_utilisation_ratio", "agent" => s.id).set(s.utilisation);
-        }
+        crate::metrics::run_finished(
+            status.as_str(),
+            self.cx
+                .pool
+                .stats()
+                .into_iter()
+                .map(|s| (s.id, s.utilisation)),
+        );
         match self.cx.bridge.clone() {
             None => {
                 self.emit(None, None, finished);
@@ -1255,7 +1408,10 @@ impl RunLoop {
 
 /// Runs one attempt in the calling task: the agent's future, its timeout, and its
 /// cancellation. A panic in `execute` itself (before a future exists) or in any poll of its
-/// future fails the attempt with the panic message instead of vanishing.
+/// future fails the attempt with the panic message instead of vanishing. With
+/// `abandon_when_cancelled`, an agent that does not stop within [`STOP_WAIT`] of its token's
+/// cancellation is abandoned here (inline attempts leave that to the dispatcher, which saves
+/// every attempt a wait on its token).
 ///
 /// The agent's future runs in this task, not in one of its own: an agent that blocks its
 /// thread delays its own timeout (agents must not block; the command agent never does).
@@ -1265,6 +1421,7 @@ async fn run_attempt(
     progress: Progress,
     token: CancellationToken,
     timeout: Option<Duration>,
+    abandon_when_cancelled: bool,
 ) -> Result<AttemptOutput, AttemptError> {
     let exec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         agent.execute(req, progress, token.clone())
@@ -1289,7 +1446,7 @@ async fn run_attempt(
             let _ = tokio::time::timeout(STOP_WAIT, &mut exec).await;
             Err(AttemptError::timed_out(timeout.unwrap_or_default()))
         }
-        () = token.cancelled() => {
+        () = token.cancelled(), if abandon_when_cancelled => {
             // The agent was told to stop; it may still finish (even successfully).
             tokio::time::timeout(STOP_WAIT, &mut exec)
                 .await
@@ -1319,7 +1476,7 @@ async fn run_in_session(
     mut a: Attempt<'_>,
     tx: &UnboundedSender<Msg>,
 ) -> Result<AttemptOutput, AttemptError> {
-    let task = Arc::clone(&a.req.task);
+    let task = a.req.task.clone();
     if a.context_limit > 0 {
         match bridge
             .cortex
@@ -1351,7 +1508,7 @@ async fn run_in_session(
         }
     });
     let (task_no, attempt) = (a.progress.task, a.req.attempt);
-    let result = run_attempt(a.agent, a.req, a.progress, a.token, a.timeout).await;
+    let result = run_attempt(a.agent, a.req, a.progress, a.token, a.timeout, true).await;
     let (result, keep) = match result {
         Err(e) => (Err(e), false),
         Ok(out) => match bridge.run.seal_session(&session, &task.scope).await {

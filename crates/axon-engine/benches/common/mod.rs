@@ -283,6 +283,11 @@ pub fn noop_agent() -> Arc<dyn Agent> {
     }))
 }
 
+/// The same no-op agent, its attempts polled by the dispatcher ([`FnAgent::inline`]).
+pub fn inline_noop_agent() -> Arc<dyn Agent> {
+    Arc::new(FnAgent::new(|_, _, _| async { Ok(AttemptOutput::default()) }).inline())
+}
+
 /// An in-process agent that sleeps for its task's `input.ms` milliseconds.
 pub fn sleeper_agent() -> Arc<dyn Agent> {
     Arc::new(FnAgent::new(|req, _, _| async move {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axon_core::agents::{AgentSpec, parse_agents};
 use axon_core::builder::TaskBuilder;
 use axon_core::format::Format;
-use axon_engine::agent::{Agent, AttemptError, AttemptOutput, FnAgent};
+use axon_engine::agent::{Agent, AttemptError, AttemptOutput, Execution as Mode, FnAgent};
 use axon_engine::bus::{Event, EventKind};
 use axon_engine::pool::{AgentPool, PoolAgent};
 use axon_engine::{RunReport, TaskReport};
@@ -147,9 +147,18 @@ pub async fn work(d: Duration, cancel: &CancellationToken) -> Result<(), Attempt
 /// An agent that works for its task's `input.ms` milliseconds (honouring cancellation),
 /// records what it did in `rec` under the name `agent_id`, and outputs `{"task": id}`.
 pub fn sleeper(agent_id: &str, rec: &Recorder) -> Arc<dyn Agent> {
+    sleeper_with(agent_id, rec, Mode::Spawned)
+}
+
+/// [`sleeper`], its attempts polled by the dispatcher ([`FnAgent::inline`]).
+pub fn inline_sleeper(agent_id: &str, rec: &Recorder) -> Arc<dyn Agent> {
+    sleeper_with(agent_id, rec, Mode::Inline)
+}
+
+fn sleeper_with(agent_id: &str, rec: &Recorder, mode: Mode) -> Arc<dyn Agent> {
     let agent_id = agent_id.to_owned();
     let rec = rec.clone();
-    Arc::new(FnAgent::new(move |req, _progress, cancel| {
+    let agent = FnAgent::new(move |req, _progress, cancel| {
         let rec = rec.clone();
         let agent_id = agent_id.clone();
         async move {
@@ -163,7 +172,11 @@ pub fn sleeper(agent_id: &str, rec: &Recorder) -> Arc<dyn Agent> {
                 ..AttemptOutput::default()
             })
         }
-    }))
+    });
+    match mode {
+        Mode::Inline => Arc::new(agent.inline()),
+        Mode::Spawned => Arc::new(agent),
+    }
 }
 
 /// The report of task `id`.

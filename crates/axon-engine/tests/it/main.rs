@@ -14,4 +14,5 @@ mod dispatch;
 mod events;
 mod failures;
 mod git;
+mod inline;
 mod store;
