@@ -34,7 +34,7 @@ pub struct AttemptRequest {
     /// Episodes from memory that may help (best first); empty until memory is configured.
     pub context: Vec<serde_json::Value>,
     /// Outputs of the prerequisite tasks, by task id.
-    pub upstream: BTreeMap<String, serde_json::Value>,
+    pub upstream: Upstream,
     /// `run_id/task_id/attempt`: lets an agent make side effects idempotent.
     pub idempotency_key: String,
     /// The attempt's Cortex session, when the run uses a Cortex server with sessions.
@@ -108,6 +108,107 @@ impl std::fmt::Debug for TaskRef {
 impl Serialize for TaskRef {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Task::serialize(self, serializer)
+    }
+}
+
+/// The outputs of a task's prerequisites, by task id, in id order: `upstream` in the command
+/// agent's stdin (a JSON object). Ids and outputs are shared with the run, not copied for
+/// every attempt of every dependent (a large output used by many tasks is stored once).
+///
+/// ```
+/// use axon_engine::agent::Upstream;
+/// use serde_json::json;
+/// let up: Upstream = [("b".to_owned(), json!(2)), ("a".to_owned(), json!(1))].into_iter().collect();
+/// assert_eq!(up["a"], json!(1));
+/// assert_eq!(up.keys().collect::<Vec<_>>(), ["a", "b"]);
+/// assert_eq!(serde_json::to_value(&up).unwrap(), json!({ "a": 1, "b": 2 }));
+/// ```
+#[derive(Clone, Default, PartialEq)]
+pub struct Upstream(Vec<(Arc<str>, Arc<serde_json::Value>)>);
+
+impl Upstream {
+    /// From shared ids and outputs, in any order (sorted here).
+    pub(crate) fn from_shared(
+        entries: impl Iterator<Item = (Arc<str>, Arc<serde_json::Value>)>,
+    ) -> Self {
+        let mut entries: Vec<_> = entries.collect();
+        if entries.len() > 1 {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        Self(entries)
+    }
+
+    /// The output of prerequisite `id` (`null` if it produced none), if `id` is one.
+    pub fn get(&self, id: &str) -> Option<&serde_json::Value> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(id))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    /// Number of prerequisites.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the task has no prerequisite.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Prerequisite ids and their outputs, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// Prerequisite ids, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
+    }
+
+    /// A copy as an ordinary map.
+    pub fn to_map(&self) -> BTreeMap<String, serde_json::Value> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect()
+    }
+}
+
+impl std::ops::Index<&str> for Upstream {
+    type Output = serde_json::Value;
+
+    /// # Panics
+    ///
+    /// When `id` is not a prerequisite (like a map's index).
+    fn index(&self, id: &str) -> &serde_json::Value {
+        match self.get(id) {
+            Some(v) => v,
+            None => panic!("`{id}` is not a prerequisite of this task"),
+        }
+    }
+}
+
+impl FromIterator<(String, serde_json::Value)> for Upstream {
+    fn from_iter<I: IntoIterator<Item = (String, serde_json::Value)>>(iter: I) -> Self {
+        let mut map = BTreeMap::new();
+        map.extend(iter);
+        Self(
+            map.into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::new(v)))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Upstream {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
     }
 }
 

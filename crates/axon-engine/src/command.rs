@@ -380,7 +380,7 @@ fn handle_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::WorkflowRef;
+    use crate::agent::{Upstream, WorkflowRef};
     use axon_core::builder::TaskBuilder;
 
     fn request(session_dir: PathBuf) -> AttemptRequest {
@@ -394,7 +394,7 @@ mod tests {
             run_id: uuid::Uuid::nil(),
             attempt: 1,
             context: Vec::new(),
-            upstream: BTreeMap::new(),
+            upstream: Upstream::default(),
             idempotency_key: "k".into(),
             cortex: None,
             session_dir,

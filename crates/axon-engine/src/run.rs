@@ -10,7 +10,7 @@
 //! state, one transaction for everything that was waiting: group commit), and only then acted
 //! on: agents started, dependents released, events published.
 
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::agent::{
     Agent, AttemptError, AttemptOutput, AttemptRequest, BoxFuture, Execution, Progress, TaskRef,
-    WorkflowRef,
+    Upstream, WorkflowRef,
 };
 use crate::bus::{Event, EventBus, EventKind};
 use crate::cortex::{CortexBridge, RunBridge};
@@ -203,6 +203,10 @@ pub(crate) struct RunLoop {
     now_ms: i64,
     totals: RunTotals,
     metrics: RunMetrics,
+    /// Each task's id and output as [`Upstream`] entries share them (made on first use).
+    shared_outputs: Vec<(Option<Arc<str>>, Option<Arc<serde_json::Value>>)>,
+    /// The output of a task that produced none.
+    null_output: Arc<serde_json::Value>,
     /// [`Self::dispatch`]'s buffers: which ready queues wait for an agent, and the attempts
     /// to start.
     blocked: Vec<bool>,
@@ -292,6 +296,8 @@ impl RunLoop {
             key_prefix,
             blocked: Vec::new(),
             starts: Vec::new(),
+            shared_outputs: vec![(None, None); n],
+            null_output: Arc::new(serde_json::Value::Null),
         })
     }
 
@@ -609,25 +615,24 @@ impl RunLoop {
         Ok(())
     }
 
+    /// Task `p`'s id and output as its dependents' requests share them, made on first use: a
+    /// task's output is final once it succeeded, which it has before any dependent starts.
+    fn upstream_entry(&mut self, p: usize) -> (Arc<str>, Arc<serde_json::Value>) {
+        let (id, output) = &mut self.shared_outputs[p];
+        let id = id.get_or_insert_with(|| Arc::from(self.cx.workflow.tasks[p].id.as_str()));
+        let output = output.get_or_insert_with(|| match &self.tasks[p].rec.output {
+            Some(v) => Arc::new(v.clone()),
+            None => Arc::clone(&self.null_output),
+        });
+        (Arc::clone(id), Arc::clone(output))
+    }
+
     fn begin_attempt(&mut self, i: usize, lease: &PoolLease) -> AttemptRequest {
         let agent = lease.spec().id.as_str().to_owned();
-        let upstream: BTreeMap<String, serde_json::Value> = self
-            .cx
-            .index
-            .prerequisites(i)
-            .iter()
-            .map(|&p| {
-                let p = p as usize;
-                (
-                    self.task_id(p).to_owned(),
-                    self.tasks[p]
-                        .rec
-                        .output
-                        .clone()
-                        .unwrap_or(serde_json::Value::Null),
-                )
-            })
-            .collect();
+        let upstream = Upstream::from_shared((0..self.cx.index.prerequisites(i).len()).map(|k| {
+            let p = self.cx.index.prerequisites(i)[k] as usize;
+            self.upstream_entry(p)
+        }));
         let t = &mut self.tasks[i];
         let wait = t
             .ready_since

@@ -263,7 +263,7 @@ async fn dependents_receive_upstream_outputs_and_idempotency_keys() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(join.upstream, expected);
+    assert_eq!(join.upstream.to_map(), expected);
     // Only direct prerequisites are passed.
     let last = request("last", 1);
     assert_eq!(

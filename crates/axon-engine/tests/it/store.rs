@@ -71,7 +71,7 @@ fn logging_pool(log: &Log, hang: bool) -> AgentPool {
             log.lock().expect("log lock").push(Seen {
                 task: id.clone(),
                 attempt: req.attempt,
-                upstream: req.upstream.clone(),
+                upstream: req.upstream.to_map(),
             });
             if hang && id == "hang" {
                 cancel.cancelled().await;
