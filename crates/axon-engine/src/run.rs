@@ -94,6 +94,9 @@ pub(crate) struct Finished {
     result: Result<AttemptOutput, AttemptError>,
 }
 
+/// A task's id and output as [`Upstream`] entries share them (each made on first use).
+type SharedOutput = (Option<Arc<str>>, Option<Arc<serde_json::Value>>);
+
 /// How a task's running attempt is reached (for cancelling it).
 enum Running {
     /// No attempt runs.
@@ -106,6 +109,11 @@ enum Running {
 }
 
 const NOT_IN_BATCH: u32 = u32::MAX;
+
+/// How many rounds one [`RunLoop::dispatch`] may run, dispatching what attempts that finished
+/// at once made ready, before the loop yields (so a long chain of instant attempts still lets
+/// cancellation, timers and other tasks in).
+const EAGER_ROUNDS: usize = 64;
 
 /// Why the run is stopping early.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,13 +212,16 @@ pub(crate) struct RunLoop {
     totals: RunTotals,
     metrics: RunMetrics,
     /// Each task's id and output as [`Upstream`] entries share them (made on first use).
-    shared_outputs: Vec<(Option<Arc<str>>, Option<Arc<serde_json::Value>>)>,
+    shared_outputs: Vec<SharedOutput>,
     /// The output of a task that produced none.
     null_output: Arc<serde_json::Value>,
-    /// [`Self::dispatch`]'s buffers: which ready queues wait for an agent, and the attempts
-    /// to start.
+    /// [`Self::dispatch`]'s buffers: which ready queues wait for an agent, the attempts to
+    /// start, and the inline ones that finished as they started.
     blocked: Vec<bool>,
     starts: Vec<(usize, PoolLease, AttemptRequest)>,
+    finished_now: Vec<Finished>,
+    /// Whether the last dispatch stopped with tasks it could start still ready.
+    more_ready: bool,
     /// `run_id/`, the start of every idempotency key.
     key_prefix: String,
 }
@@ -296,6 +307,8 @@ impl RunLoop {
             key_prefix,
             blocked: Vec::new(),
             starts: Vec::new(),
+            finished_now: Vec::new(),
+            more_ready: false,
             shared_outputs: vec![(None, None); n],
             null_output: Arc::new(serde_json::Value::Null),
         })
@@ -571,9 +584,26 @@ impl RunLoop {
     }
 
     /// Starts an attempt on every ready task that can get an agent, best first.
+    ///
+    /// Inline attempts are polled once as they start; those that finish at once are handled
+    /// here, and what they made ready is dispatched in the same call, up to
+    /// [`EAGER_ROUNDS`] rounds (then `more_ready` asks the loop to come back after a yield).
     async fn dispatch(&mut self) -> Result<(), EngineError> {
+        self.more_ready = false;
+        for _ in 0..EAGER_ROUNDS {
+            if !self.dispatch_round().await? {
+                return Ok(());
+            }
+        }
+        self.more_ready = self.stop.is_none();
+        Ok(())
+    }
+
+    /// One round of [`Self::dispatch`]; whether attempts finished at once (so more tasks may
+    /// be ready).
+    async fn dispatch_round(&mut self) -> Result<bool, EngineError> {
         if self.stop.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         // Buffers kept between calls (a chain dispatches one task per call).
         let mut blocked = std::mem::take(&mut self.blocked);
@@ -604,15 +634,28 @@ impl RunLoop {
         self.blocked = blocked;
         if starts.is_empty() {
             self.starts = starts;
-            return Ok(());
+            return Ok(false);
         }
         // Commit, then act.
         self.flush().await?;
+        let mut finished_now = std::mem::take(&mut self.finished_now);
         for (i, lease, req) in starts.drain(..) {
-            self.spawn_attempt(i, lease, req);
+            if let Some(mut attempt) = self.spawn_attempt(i, lease, req) {
+                // Polled once with the dispatcher's own waker: an attempt that is done at once
+                // never joins the set (a spurious wake-up later is all a pending one costs).
+                match std::future::poll_fn(|cx| Poll::Ready(attempt.as_mut().poll(cx))).await {
+                    Poll::Ready(done) => finished_now.push(done),
+                    Poll::Pending => self.inline.push(attempt),
+                }
+            }
         }
         self.starts = starts;
-        Ok(())
+        let any = !finished_now.is_empty();
+        for done in finished_now.drain(..) {
+            self.handle(Msg::Finished(done));
+        }
+        self.finished_now = finished_now;
+        Ok(any)
     }
 
     /// Task `p`'s id and output as its dependents' requests share them, made on first use: a
@@ -673,7 +716,13 @@ impl RunLoop {
         }
     }
 
-    fn spawn_attempt(&mut self, i: usize, mut lease: PoolLease, req: AttemptRequest) {
+    /// Starts an attempt: spawned, or (for an inline agent) returned for the caller to poll.
+    fn spawn_attempt(
+        &mut self,
+        i: usize,
+        mut lease: PoolLease,
+        req: AttemptRequest,
+    ) -> Option<BoxFuture<Finished>> {
         let timeout = self.cx.workflow.tasks[i].timeout;
         let attempt = req.attempt;
         let progress = Progress {
@@ -692,7 +741,7 @@ impl RunLoop {
                 }
             };
             self.attempt_tokens[i] = Running::Inline(own);
-            self.inline.push(Box::pin(async move {
+            return Some(Box::pin(async move {
                 // No wait on the token here: a stopping run abandons inline attempts itself.
                 let result =
                     run_attempt(agent.as_ref(), req, progress, token, timeout, false).await;
@@ -706,7 +755,6 @@ impl RunLoop {
                     result,
                 }
             }));
-            return;
         }
         let token = CancellationToken::new();
         self.attempt_tokens[i] = Running::Spawned(token.clone());
@@ -747,6 +795,7 @@ impl RunLoop {
                 result,
             }));
         });
+        None
     }
 
     /// Gives up on the inline attempts that did not stop within [`STOP_WAIT`] of the run's
@@ -1171,6 +1220,10 @@ impl RunLoop {
                         Ok(Some(stop)) => self.begin_stop(stop),
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
+                }
+                // Last: everything above had its chance first.
+                () = tokio::task::yield_now(), if self.more_ready => {
+                    self.tick();
                 }
             }
             if let Err(e) = self.flush().await {

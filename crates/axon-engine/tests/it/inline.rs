@@ -197,3 +197,42 @@ async fn a_cancelled_run_stops_inline_agents_and_abandons_those_that_ignore_it()
     assert!(Instant::now() < cancelled_at + secs(31));
     assert_eq!(engine.pool().stats()[0].running, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_chain_of_instant_inline_attempts_runs_to_the_end_in_order() {
+    // Each task outputs its prerequisite's output plus one: the chain's last output counts
+    // every task, in order. Far more tasks than one dispatch runs before yielding.
+    let agent = FnAgent::new(|req: AttemptRequest, _, _| {
+        let before = req
+            .upstream
+            .iter()
+            .next()
+            .map_or(0, |(_, v)| v.as_u64().unwrap_or(0));
+        async move {
+            Ok(AttemptOutput {
+                output: Some(json!(before + 1)),
+                ..AttemptOutput::default()
+            })
+        }
+    })
+    .inline();
+    let engine = Engine::new(pool_of(TWO_SLOTS, Arc::new(agent)));
+    let n = 1_000;
+    let mut workflow = WorkflowBuilder::new("chain").task(task("t0", 0));
+    for i in 1..n {
+        workflow = workflow.task(task(&format!("t{i}"), 0).depends_on([format!("t{}", i - 1)]));
+    }
+    let report = within(
+        secs(60),
+        engine.run(workflow.build().unwrap(), RunOptions::default()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(report.totals.attempts, n);
+    assert_eq!(
+        report_of(&report, &format!("t{}", n - 1)).output,
+        Some(json!(n))
+    );
+}
