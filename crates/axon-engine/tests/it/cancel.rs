@@ -10,7 +10,9 @@ use axon_engine::bus::EventKind;
 use axon_engine::{Engine, RunOptions};
 use tokio::time::Instant;
 
-use crate::common::{Recorder, pool_of, pool_with, report_of, secs, sleeper, task, within};
+use crate::common::{
+    Recorder, pool_of, pool_with, report_of, secs, sleeper, task, until_started, within,
+};
 
 const TWO_SLOTS: &str = "agents:\n  - id: me\n    capabilities: [x]\n    max_concurrent_tasks: 2\n";
 
@@ -29,13 +31,7 @@ async fn cancel_stops_running_tasks_and_cancels_those_not_started() {
         .unwrap();
     let handle = engine.start(workflow, RunOptions::default()).await.unwrap();
     // Wait until both long tasks run.
-    let mut started = 0;
-    while started < 2 {
-        let e = within(secs(60), events.recv()).await.unwrap();
-        if matches!(e.kind, EventKind::TaskStarted) {
-            started += 1;
-        }
-    }
+    until_started(&mut events, 2).await;
     tokio::time::sleep(secs(5)).await;
     let cancelled_at = Instant::now();
     handle.cancel();

@@ -197,6 +197,17 @@ pub async fn within<F: Future>(limit: Duration, f: F) -> F::Output {
     }
 }
 
+/// Receives events until `n` attempts have started.
+pub async fn until_started(rx: &mut UnboundedReceiver<Event>, n: usize) {
+    let mut started = 0;
+    while started < n {
+        let e = within(secs(60), rx.recv()).await.expect("the run goes on");
+        if matches!(e.kind, EventKind::TaskStarted) {
+            started += 1;
+        }
+    }
+}
+
 /// Receives events until (and including) the run's `RunFinished`.
 pub async fn events_until_finished(rx: &mut UnboundedReceiver<Event>) -> Vec<Event> {
     let mut out = Vec::new();

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use axon_core::builder::WorkflowBuilder;
 use axon_core::model::{ErrorType, RunStatus, TaskStatus};
 use axon_engine::agent::{AttemptError, AttemptOutput, AttemptRequest, FnAgent};
-use axon_engine::bus::EventKind;
 use axon_engine::{Engine, RunOptions};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::common::{Recorder, inline_sleeper, ms, pool_of, report_of, secs, task, within};
+use crate::common::{
+    Recorder, inline_sleeper, ms, pool_of, report_of, secs, task, until_started, within,
+};
 
 const TWO_SLOTS: &str = "agents:\n  - id: me\n    capabilities: [x]\n    max_concurrent_tasks: 2\n";
 
@@ -173,13 +174,7 @@ async fn a_cancelled_run_stops_inline_agents_and_abandons_those_that_ignore_it()
         .build()
         .unwrap();
     let handle = engine.start(workflow, RunOptions::default()).await.unwrap();
-    let mut started = 0;
-    while started < 2 {
-        let e = within(secs(60), events.recv()).await.unwrap();
-        if matches!(e.kind, EventKind::TaskStarted) {
-            started += 1;
-        }
-    }
+    until_started(&mut events, 2).await;
     tokio::time::sleep(secs(5)).await;
     let cancelled_at = Instant::now();
     handle.cancel();
