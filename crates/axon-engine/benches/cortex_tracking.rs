@@ -29,7 +29,8 @@
 //! rounds of the three runs, rotating which goes first, and the medians of their ratios (on
 //! this noisy 2-core machine the interleaved figures are the ones to trust).
 //!
-//! Run: `cargo bench -p axon-engine --bench cortex_tracking`.
+//! Run: `cargo bench -p axon-engine --bench cortex_tracking`. To profile one function, add
+//! `-- --profile-time 20 tracking_on_own_process` (no summary nor interleaved rounds then).
 
 mod common;
 
@@ -258,8 +259,76 @@ fn tracking_config(url: String) -> CortexConfig {
     config
 }
 
-/// One run of the workload with `tracking`, in a fresh store `i` in `dir`; its time.
-async fn one_run(dir: &Path, i: u64, tracking: Tracking, servers: &Servers) -> Duration {
+/// CPU time (user and system) used so far: by the bench's process (all its threads, the
+/// in-process server's included), by the in-process server's threads, and by the server in its
+/// own process. Read from `/proc` in ticks of 10 ms (`USER_HZ`); zero where unreadable.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    process: Duration,
+    in_process_server: Duration,
+    own_process_server: Duration,
+}
+
+impl Cpu {
+    fn now(servers: &Servers) -> Self {
+        let in_process_server = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "fake-cortex")
+            })
+            .map(|t| cpu_of(&t.path().join("stat")))
+            .sum();
+        let own = format!("/proc/{}/stat", servers.own_process.child.id());
+        Self {
+            process: cpu_of(Path::new("/proc/self/stat")),
+            in_process_server,
+            own_process_server: cpu_of(Path::new(&own)),
+        }
+    }
+
+    /// What was used since `before`: (Axon's, the server's) for a run with `tracking`.
+    fn since(self, before: Cpu, tracking: Tracking) -> (Duration, Duration) {
+        let axon = self.process.saturating_sub(before.process);
+        let in_server = self
+            .in_process_server
+            .saturating_sub(before.in_process_server);
+        let own_server = self
+            .own_process_server
+            .saturating_sub(before.own_process_server);
+        match tracking {
+            Tracking::Off => (axon, Duration::ZERO),
+            Tracking::On(Server::InProcess) => (axon.saturating_sub(in_server), in_server),
+            Tracking::On(Server::OwnProcess) => (axon, own_server),
+        }
+    }
+}
+
+/// User plus system time of a `/proc/.../stat` file (fields 14 and 15, in 10 ms ticks).
+fn cpu_of(stat: &Path) -> Duration {
+    let ticks = std::fs::read_to_string(stat).ok().and_then(|s| {
+        let (_, fields) = s.rsplit_once(')')?;
+        let f: Vec<&str> = fields.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    });
+    Duration::from_millis(ticks.unwrap_or(0) * 10)
+}
+
+/// What one run took.
+#[derive(Debug, Clone, Copy, Default)]
+struct Took {
+    /// Wall-clock time until `run` returned.
+    wall: Duration,
+    /// CPU time Axon used meanwhile (the bench's process, less an in-process server's).
+    axon_cpu: Duration,
+    /// CPU time the server used meanwhile.
+    server_cpu: Duration,
+}
+
+/// One run of the workload with `tracking`, in a fresh store `i` in `dir`.
+async fn one_run(dir: &Path, i: u64, tracking: Tracking, servers: &Servers) -> Took {
     let workflow = common::independent(N).to_workflow(RUN_GROUP, |_| serde_json::Value::Null);
     let opts = RunOptions {
         workspace: dir.to_path_buf(),
@@ -277,16 +346,22 @@ async fn one_run(dir: &Path, i: u64, tracking: Tracking, servers: &Servers) -> D
     let engine = Engine::new(pool())
         .with_store(Arc::clone(&store))
         .with_cortex(bridge);
+    let cpu = Cpu::now(servers);
     let start = Instant::now();
     let report = engine.run(workflow, opts).await.expect("the run ends");
-    let took = start.elapsed();
+    let wall = start.elapsed();
+    let (axon_cpu, server_cpu) = Cpu::now(servers).since(cpu, tracking);
     assert_eq!(report.totals.succeeded as usize, N);
     if let Tracking::On(server) = tracking {
         let owed = store.outbox_counts(report.run_id).await.expect("counts");
         assert!(owed.is_empty(), "every tracking call delivered: {owed:?}");
         check_server(&servers.url(server), report.run_id).await;
     }
-    took
+    Took {
+        wall,
+        axon_cpu,
+        server_cpu,
+    }
 }
 
 /// Asks the server, over its HTTP API, whether it holds `run`: its workflow's task, `done`, and
@@ -330,12 +405,12 @@ fn median(xs: &mut [f64]) -> f64 {
     (xs[(n - 1) / 2] + xs[n / 2]) / 2.0
 }
 
-/// `ROUNDS` rounds of the three runs, rotating which goes first; prints each and the median
-/// ratios.
+/// `ROUNDS` rounds of the three runs, rotating which goes first; prints each, the median
+/// ratios, and the mean CPU time per run of Axon and of the server.
 fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut in_process = Vec::new();
-    let mut own_process = Vec::new();
+    let mut ratios = [Vec::new(), Vec::new()];
+    let mut cpu = [(Duration::ZERO, Duration::ZERO); 3];
     println!(
         "\nInterleaved rounds ({N} tasks each; ms; the own process at {}):",
         servers.own_process.priority
@@ -345,29 +420,34 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
         "round", "off", "in-process", "on/off", "own proc.", "on/off"
     );
     for r in 0..ROUNDS {
-        let mut times = [Duration::ZERO; 3];
+        let mut took = [Took::default(); 3];
         for k in 0..3 {
             let which = (r + k) % 3;
             let i = 2_000_000 + (r * 3 + k) as u64;
-            times[which] = rt.block_on(one_run(dir.path(), i, Tracking::ALL[which], servers));
+            took[which] = rt.block_on(one_run(dir.path(), i, Tracking::ALL[which], servers));
+            cpu[which].0 += took[which].axon_cpu;
+            cpu[which].1 += took[which].server_cpu;
         }
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let ratio = |d: Duration| d.as_secs_f64() / times[0].as_secs_f64();
-        in_process.push(ratio(times[1]));
-        own_process.push(ratio(times[2]));
+        let ms = |t: Took| t.wall.as_secs_f64() * 1e3;
+        let ratio = |t: Took| t.wall.as_secs_f64() / took[0].wall.as_secs_f64();
+        ratios[0].push(ratio(took[1]));
+        ratios[1].push(ratio(took[2]));
         println!(
             "{r:>5} {:>9.1} {:>11.1} {:>8.3} {:>11.1} {:>8.3}",
-            ms(times[0]),
-            ms(times[1]),
-            ratio(times[1]),
-            ms(times[2]),
-            ratio(times[2])
+            ms(took[0]),
+            ms(took[1]),
+            ratio(took[1]),
+            ms(took[2]),
+            ratio(took[2])
         );
     }
     for (label, ratios) in [
-        ("server in process", &mut in_process),
-        ("server in its own idle-priority process", &mut own_process),
-    ] {
+        "server in process",
+        "server in its own idle-priority process",
+    ]
+    .into_iter()
+    .zip(&mut ratios)
+    {
         let (lo, hi) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
@@ -375,6 +455,16 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
         println!(
             "median on/off over {ROUNDS} rounds, {label}: {m:.3} ({:+.1}% per task; range {lo:.2}-{hi:.2})",
             (m - 1.0) * 100.0
+        );
+    }
+    let per_run = |d: Duration| d.as_secs_f64() * 1e3 / ROUNDS as f64;
+    println!("CPU time per run (mean, ms; the agents' processes not included):");
+    for (tracking, (axon, server)) in Tracking::ALL.into_iter().zip(cpu) {
+        println!(
+            "  {:<24} Axon {:>7.0}   server {:>6.0}",
+            tracking.name(),
+            per_run(axon),
+            per_run(server)
         );
     }
     println!("load average now {}", common::load_average());
@@ -394,7 +484,7 @@ fn run_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, servers: &Servers)
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     i += 1;
-                    total += rt.block_on(one_run(dir.path(), i, tracking, servers));
+                    total += rt.block_on(one_run(dir.path(), i, tracking, servers)).wall;
                 }
                 total
             });
@@ -562,7 +652,8 @@ fn main() {
     run_bench(&mut c, &rt, &servers);
     drain_bench(&mut c, &rt, &servers);
     c.final_summary();
-    if common::full_run() {
+    // `--profile-time` (under a profiler) runs the chosen functions only.
+    if common::full_run() && !std::env::args().any(|a| a == "--profile-time") {
         summary(&dir, since, &servers);
         interleaved(&rt, &servers);
     }
