@@ -422,6 +422,30 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::NoSuchRun`] when a run does not exist (nothing is recorded then).
     async fn set_cortex_ids(&self, ids: &[CortexIdRecord]) -> Result<Vec<String>, StoreError>;
 
+    /// What a courier's round settles, at once: records `cortex_ids` as
+    /// [`Store::set_cortex_ids`] does (returning the ids now recorded, in order), and marks
+    /// `delivered` as [`Store::outbox_delivered`] does at `at_ms`. A store that can do both in
+    /// one transaction should: it is one write (and one sync to disk) instead of two.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::set_cortex_ids`] (nothing is recorded or marked then) and
+    /// [`Store::outbox_delivered`].
+    async fn outbox_settle(
+        &self,
+        cortex_ids: &[CortexIdRecord],
+        delivered: &[i64],
+        at_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let kept = if cortex_ids.is_empty() {
+            Vec::new()
+        } else {
+            self.set_cortex_ids(cortex_ids).await?
+        };
+        self.outbox_delivered(delivered, at_ms).await?;
+        Ok(kept)
+    }
+
     /// The run's undelivered calls that wait behind an older one of their queue (every
     /// undelivered call but the heads [`Store::outbox_due`] returns), oldest first, at most
     /// `limit`, due or not: a courier merges a task's consecutive updates into one call.

@@ -457,6 +457,74 @@ async fn insert_outbox_item(
     Ok(())
 }
 
+/// Marks calls `ids` delivered at `at_ms` in `tx`, and makes each next call of their queues
+/// the queue's head (see [`Store::outbox_delivered`]).
+async fn mark_delivered(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[i64],
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    // One statement per chunk of ids, then one head update per queue they were in.
+    let mut queues = std::collections::BTreeSet::new();
+    for chunk in ids.chunks(500) {
+        let marks = placeholders("?", chunk.len());
+        let sql = format!(
+            "UPDATE outbox SET delivered_at_ms = ?, is_head = 0
+             WHERE delivered_at_ms IS NULL AND id IN ({marks})
+             RETURNING run_id, task_id"
+        );
+        // Only generated placeholders are pasted in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at_ms);
+        for &id in chunk {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            queues.insert((
+                row.try_get::<String, _>("run_id")?,
+                row.try_get::<Option<String>, _>("task_id")?,
+            ));
+        }
+    }
+    // Each queue's next call (if any) becomes its head: one statement per run and chunk
+    // of tasks (the workflow record's queue apart: `IN` cannot match its NULL task id).
+    let mut by_run: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (run_id, task_id) in queues {
+        match task_id {
+            Some(task) => by_run.entry(run_id).or_default().push(task),
+            None => {
+                sqlx::query(
+                    "UPDATE outbox SET is_head = 1 WHERE id = (
+                         SELECT min(id) FROM outbox
+                         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS NULL
+                     )",
+                )
+                .bind(run_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    for (run_id, tasks) in by_run {
+        for chunk in tasks.chunks(cortex::CHUNK) {
+            let marks = placeholders("?", chunk.len());
+            let sql = format!(
+                "UPDATE outbox SET is_head = 1 WHERE id IN (
+                     SELECT min(id) FROM outbox
+                     WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IN ({marks})
+                     GROUP BY task_id
+                 )"
+            );
+            // Only generated placeholders are pasted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run_id);
+            for task in chunk {
+                q = q.bind(task);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn outbox_item_from_row(row: &SqliteRow) -> Result<OutboxItem, StoreError> {
     let run_id: String = row.try_get("run_id")?;
     let payload: String = row.try_get("payload")?;
@@ -871,66 +939,31 @@ impl Store for SqliteStore {
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // One statement per chunk of ids, then one head update per queue they were in.
-        let mut queues = std::collections::BTreeSet::new();
-        for chunk in ids.chunks(500) {
-            let marks = placeholders("?", chunk.len());
-            let sql = format!(
-                "UPDATE outbox SET delivered_at_ms = ?, is_head = 0
-                 WHERE delivered_at_ms IS NULL AND id IN ({marks})
-                 RETURNING run_id, task_id"
-            );
-            // Only generated placeholders are pasted in; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at_ms);
-            for &id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                queues.insert((
-                    row.try_get::<String, _>("run_id")?,
-                    row.try_get::<Option<String>, _>("task_id")?,
-                ));
-            }
-        }
-        // Each queue's next call (if any) becomes its head: one statement per run and chunk
-        // of tasks (the workflow record's queue apart: `IN` cannot match its NULL task id).
-        let mut by_run: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for (run_id, task_id) in queues {
-            match task_id {
-                Some(task) => by_run.entry(run_id).or_default().push(task),
-                None => {
-                    sqlx::query(
-                        "UPDATE outbox SET is_head = 1 WHERE id = (
-                             SELECT min(id) FROM outbox
-                             WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS NULL
-                         )",
-                    )
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        for (run_id, tasks) in by_run {
-            for chunk in tasks.chunks(cortex::CHUNK) {
-                let marks = placeholders("?", chunk.len());
-                let sql = format!(
-                    "UPDATE outbox SET is_head = 1 WHERE id IN (
-                         SELECT min(id) FROM outbox
-                         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IN ({marks})
-                         GROUP BY task_id
-                     )"
-                );
-                // Only generated placeholders are pasted in; every value is bound.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run_id);
-                for task in chunk {
-                    q = q.bind(task);
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
+        mark_delivered(&mut tx, ids, at_ms).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn outbox_settle(
+        &self,
+        cortex_ids: &[CortexIdRecord],
+        delivered: &[i64],
+        at_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        if cortex_ids.is_empty() && delivered.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction (one lock taken, one sync to disk) for a courier's whole round.
+        // IMMEDIATE: take the write lock up front (see `outbox_delivered`).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let kept = if cortex_ids.is_empty() {
+            Vec::new()
+        } else {
+            cortex::set_ids_in(&mut tx, cortex_ids).await?
+        };
+        mark_delivered(&mut tx, delivered, at_ms).await?;
+        tx.commit().await?;
+        Ok(kept)
     }
 
     async fn outbox_retry_later(

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 /// Bound values per statement, at most (SQLite allows 32,766).
@@ -20,15 +20,25 @@ pub(super) async fn set_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    // A few statements, whatever the number of ids: the write lock this holds is the one the
-    // engine's commits wait for.
     // IMMEDIATE: take the write lock up front (see `outbox_push`).
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let kept = set_ids_in(&mut tx, ids).await?;
+    tx.commit().await?;
+    Ok(kept)
+}
+
+/// Records the Cortex ids `ids` in `tx` (see [`set_ids`]); the ids now recorded, in order.
+pub(super) async fn set_ids_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[CortexIdRecord],
+) -> Result<Vec<String>, StoreError> {
+    // A few statements, whatever the number of ids: the write lock this holds is the one the
+    // engine's commits wait for.
     let mut runs: Vec<Uuid> = ids.iter().map(|i| i.run_id).collect();
     runs.sort_unstable();
     runs.dedup();
     for &run in &runs {
-        ensure_run(&mut tx, run).await?;
+        ensure_run(tx, run).await?;
     }
     // The first id wins (see `set_cortex_id`), also within one statement.
     for chunk in ids.chunks(CHUNK / 3) {
@@ -44,7 +54,7 @@ pub(super) async fn set_ids(
                 .bind(&id.task_id)
                 .bind(&id.remote_id);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut **tx).await?;
     }
     // What is recorded now, read back per run.
     let mut recorded: HashMap<(Uuid, Option<String>), String> = HashMap::new();
@@ -64,7 +74,7 @@ pub(super) async fn set_ids(
             for t in chunk {
                 q = q.bind(*t);
             }
-            for row in q.fetch_all(&mut *tx).await? {
+            for row in q.fetch_all(&mut **tx).await? {
                 recorded.insert(
                     (run, row.try_get::<Option<String>, _>("task_id")?),
                     row.try_get("remote_id")?,
@@ -76,12 +86,11 @@ pub(super) async fn set_ids(
                 "SELECT remote_id FROM cortex_ids WHERE run_id = ? AND task_id IS NULL",
             )
             .bind(&run_text)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             recorded.insert((run, None), workflow);
         }
     }
-    tx.commit().await?;
     ids.iter()
         .map(|i| {
             recorded
@@ -332,6 +341,68 @@ mod tests {
         assert_eq!(
             store.cortex_id(r, Some("c")).await.unwrap(),
             None,
+            "all or nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_settled_round_records_ids_and_marks_calls_delivered_together() {
+        let (store, runs) = store_with_runs(1).await;
+        let r = runs[0];
+        let item = |t: &str, k: &str| NewOutboxItem::task(t, k, serde_json::json!({}));
+        let calls = [
+            item("a", "create_task"),
+            item("b", "create_task"),
+            item("a", "u1"),
+        ];
+        store.outbox_push(r, &calls, 5).await.unwrap();
+        let heads = store.outbox_due(Some(r), 10, 10).await.unwrap();
+        assert_eq!(heads.len(), 2);
+        let rec = |t: &str, id: &str| CortexIdRecord {
+            run_id: r,
+            task_id: Some(t.to_owned()),
+            remote_id: id.into(),
+        };
+        store.set_cortex_id(r, Some("b"), "old-b").await.unwrap();
+        let ids: Vec<i64> = heads.iter().map(|i| i.id).collect();
+        let kept = store
+            .outbox_settle(&[rec("a", "a1"), rec("b", "b1")], &ids, 6)
+            .await
+            .unwrap();
+        assert_eq!(kept, ["a1", "old-b"], "the first id recorded wins");
+        assert_eq!(
+            store.cortex_id(r, Some("a")).await.unwrap().as_deref(),
+            Some("a1")
+        );
+        // a's update is its queue's head now, and the only call left.
+        let heads = store.outbox_due(Some(r), 10, 10).await.unwrap();
+        let kinds: Vec<&str> = heads.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(kinds, ["u1"]);
+        assert_eq!(store.outbox_counts(r).await.unwrap().undelivered, 1);
+        // Nothing to record: only marks.
+        assert!(
+            store
+                .outbox_settle(&[], &[heads[0].id], 7)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.outbox_counts(r).await.unwrap().undelivered, 0);
+        // An unknown run: nothing is recorded, nothing is marked.
+        store
+            .outbox_push(r, &[item("c", "create_task")], 8)
+            .await
+            .unwrap();
+        let c = store.outbox_due(Some(r), 10, 10).await.unwrap();
+        let unknown = CortexIdRecord {
+            run_id: Uuid::now_v7(),
+            ..rec("c", "c1")
+        };
+        let e = store.outbox_settle(&[unknown], &[c[0].id], 9).await;
+        assert!(matches!(e, Err(StoreError::NoSuchRun(_))));
+        assert_eq!(
+            store.outbox_counts(r).await.unwrap().undelivered,
+            1,
             "all or nothing"
         );
     }

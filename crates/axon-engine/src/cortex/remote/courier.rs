@@ -30,8 +30,9 @@ use crate::error::chain;
 use crate::retry::service_backoff;
 use crate::run::now_ms;
 
-/// Calls read per round.
-const ROUND: u32 = 256;
+/// Calls read per round: a new run's task creates (one per task) go in a few rounds, each
+/// settled in one store write.
+const ROUND: u32 = 1024;
 /// Calls of different tasks in flight at once.
 const IN_FLIGHT: usize = 8;
 /// First retry delay of a failed delivery.
@@ -285,31 +286,31 @@ impl Courier {
             self.settle(&item, outcome, &mut round, &mut settled)
                 .await?;
         }
-        // The tasks' Cortex ids, all in one transaction (a crash before it is covered: the
-        // creates are delivered again, find their tasks and adopt them).
-        if !settled.ids.is_empty() {
-            let (ids, ours): (Vec<CortexIdRecord>, Vec<bool>) = settled.ids.into_iter().unzip();
-            let kept = self.store.set_cortex_ids(&ids).await?;
-            {
-                let mut known = self.known_ids();
-                for (id, kept) in ids.iter().zip(&kept) {
-                    known.insert((id.run_id, id.task_id.clone()), kept.clone());
-                }
+        // The tasks' Cortex ids and the delivered calls, all in one transaction: one write a
+        // round, which the engine's commits wait for (a crash before it is covered: the
+        // creates are delivered again, find their tasks and adopt them, and the rest goes
+        // again).
+        let (ids, ours): (Vec<CortexIdRecord>, Vec<bool>) = settled.ids.into_iter().unzip();
+        let kept = self
+            .store
+            .outbox_settle(&ids, &settled.delivered, now_ms())
+            .await?;
+        {
+            let mut known = self.known_ids();
+            for (id, kept) in ids.iter().zip(&kept) {
+                known.insert((id.run_id, id.task_id.clone()), kept.clone());
             }
-            for ((id, ours), kept) in ids.iter().zip(ours).zip(kept) {
-                if ours && kept != id.remote_id {
-                    // Another delivery won the race: ours is a duplicate.
-                    let dup = CortexTaskId(id.remote_id.clone());
-                    let deleted = self.call(|c| async move { c.delete_task(&dup).await });
-                    if let Err(e) = deleted.await {
-                        tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
-                    }
+        }
+        for ((id, ours), kept) in ids.iter().zip(ours).zip(kept) {
+            if ours && kept != id.remote_id {
+                // Another delivery won the race: ours is a duplicate.
+                let dup = CortexTaskId(id.remote_id.clone());
+                let deleted = self.call(|c| async move { c.delete_task(&dup).await });
+                if let Err(e) = deleted.await {
+                    tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
                 }
             }
         }
-        self.store
-            .outbox_delivered(&settled.delivered, now_ms())
-            .await?;
         Ok(round)
     }
 
