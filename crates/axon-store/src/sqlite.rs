@@ -29,9 +29,17 @@ mod cortex;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The SQLite implementation of [`Store`].
+///
+/// Reads go through a pool of connections (WAL lets them run beside a write). Writes go
+/// through one connection of their own: writers of this process queue for it and are handed
+/// it the moment it is free, instead of meeting SQLite's write lock and sleeping in its busy
+/// handler (which backs off in steps of milliseconds: a commit that met the courier's write
+/// waited for the next step, not for the write). Other processes' writers still meet the lock
+/// and wait up to the busy timeout.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -57,9 +65,14 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .connect_with(options.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
-        Self::migrated(pool).await
+        Self::migrated(pool, writer).await
     }
 
     /// Opens a private in-memory database (for tests and embedding without a file).
@@ -74,15 +87,15 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Self::migrated(pool).await
+        Self::migrated(pool.clone(), pool).await
     }
 
-    async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
+    async fn migrated(pool: SqlitePool, writer: SqlitePool) -> Result<Self, StoreError> {
         MIGRATOR
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| StoreError::Migration(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 }
 
@@ -557,7 +570,7 @@ impl Store for SqliteStore {
         let id = run.run_id.to_string();
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO runs (run_id, workflow_id, workflow_name, status, created_at_ms,
                                finished_at_ms, workspace, workflow_source, workflow_format,
@@ -597,7 +610,7 @@ impl Store for SqliteStore {
         let id = run_id.to_string();
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         for e in &batch.events {
             append_event(&mut tx, &id, e).await?;
         }
@@ -734,7 +747,7 @@ impl Store for SqliteStore {
         .bind(expected.map(|l| l.host.as_str()))
         .bind(expected.map(|l| i64::from(l.pid)))
         .bind(expected.map(|l| l.expires_at_ms))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -753,7 +766,7 @@ impl Store for SqliteStore {
         .bind(run_id.to_string())
         .bind(host)
         .bind(i64::from(pid))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -766,7 +779,7 @@ impl Store for SqliteStore {
         .bind(run_id.to_string())
         .bind(host)
         .bind(i64::from(pid))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -780,7 +793,7 @@ impl Store for SqliteStore {
         }
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?")
             .bind(run_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(true)
     }
@@ -795,7 +808,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_episode(&self, episode: &EpisodeRecord) -> Result<i64, StoreError> {
-        insert_episode(&self.pool, episode).await
+        insert_episode(&self.writer, episode).await
     }
 
     async fn search_episodes(
@@ -813,7 +826,7 @@ impl Store for SqliteStore {
         let id = run_id.to_string();
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let parent = workflow_record(&mut tx, run_id, first.at_ms).await?;
         for u in updates {
             match &u.task_id {
@@ -888,7 +901,7 @@ impl Store for SqliteStore {
         let id = run_id.to_string();
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         ensure_run(&mut tx, run_id).await?;
         for item in items {
             insert_outbox_item(&mut tx, &id, item, at_ms).await?;
@@ -938,7 +951,7 @@ impl Store for SqliteStore {
         }
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         mark_delivered(&mut tx, ids, at_ms).await?;
         tx.commit().await?;
         Ok(())
@@ -955,7 +968,7 @@ impl Store for SqliteStore {
         }
         // One transaction (one lock taken, one sync to disk) for a courier's whole round.
         // IMMEDIATE: take the write lock up front (see `outbox_delivered`).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let kept = if cortex_ids.is_empty() {
             Vec::new()
         } else {
@@ -979,7 +992,7 @@ impl Store for SqliteStore {
         .bind(error)
         .bind(next_attempt_at_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -1026,7 +1039,7 @@ impl Store for SqliteStore {
         let id = run_id.to_string();
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         ensure_run(&mut tx, run_id).await?;
         // The first id wins: a conflict on either unique index (tasks, or the workflow
         // record's partial one) keeps the row there.
@@ -1051,7 +1064,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_cortex_ids(&self, ids: &[CortexIdRecord]) -> Result<Vec<String>, StoreError> {
-        cortex::set_ids(&self.pool, ids).await
+        cortex::set_ids(&self.writer, ids).await
     }
 
     async fn outbox_followers(
@@ -1063,7 +1076,7 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError> {
-        cortex::outbox_prune(&self.pool, run_id).await
+        cortex::outbox_prune(&self.writer, run_id).await
     }
 
     async fn outbox_runs(&self) -> Result<Vec<OutboxRun>, StoreError> {
@@ -1071,7 +1084,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_cortex_server(&self, run_id: Uuid, server: &str) -> Result<String, StoreError> {
-        cortex::set_server(&self.pool, run_id, server).await
+        cortex::set_server(&self.writer, run_id, server).await
     }
 
     async fn cortex_server(&self, run_id: Uuid) -> Result<Option<String>, StoreError> {
@@ -1079,7 +1092,7 @@ impl Store for SqliteStore {
     }
 
     async fn cortex_session_opened(&self, session: &CortexSessionRecord) -> Result<(), StoreError> {
-        cortex::session_opened(&self.pool, session).await
+        cortex::session_opened(&self.writer, session).await
     }
 
     async fn cortex_session_closed(
@@ -1087,7 +1100,7 @@ impl Store for SqliteStore {
         run_id: Uuid,
         session_id: &str,
     ) -> Result<(), StoreError> {
-        cortex::session_closed(&self.pool, run_id, session_id).await
+        cortex::session_closed(&self.writer, run_id, session_id).await
     }
 
     async fn cortex_sessions(
@@ -1112,7 +1125,7 @@ impl Store for SqliteStore {
         workspace_id: &str,
         at_ms: i64,
     ) -> Result<String, StoreError> {
-        cortex::set_workspace(&self.pool, server, path, workspace_id, at_ms).await
+        cortex::set_workspace(&self.writer, server, path, workspace_id, at_ms).await
     }
 }
 
