@@ -46,6 +46,12 @@
 //! recorded meanwhile is in none of them. A store with one connection (in memory), or whose
 //! other connections are all in use, ranks in one statement as before.
 //!
+//! **Off for now** ([`Parallel::NEVER`] in every store): the bundled SQLite is built with
+//! `SQLITE_ENABLE_MEMORY_MANAGEMENT` (one page cache for all connections, behind one mutex)
+//! and memory statistics (a global mutex on every allocation), so two statements at once ran
+//! slower than one after the other (51 against 29 ms for `the`, BENCHMARKS.md). Splitting is
+//! worth turning on only with a SQLite built without them.
+//!
 //! **Consistency.** A search answers as of one snapshot, its transaction's: every statement on
 //! its connection reads it. A range ranked on another connection reads a snapshot of its own,
 //! taken a little later, so it also reads FTS5's averages and structure records there, which
@@ -126,21 +132,11 @@ pub(crate) struct Parallel {
 }
 
 impl Parallel {
-    /// Never split (a pool of one connection).
+    /// Never split (a pool of one connection, and for now every store: see the module docs).
     pub(crate) const NEVER: Self = Self {
         parts: 1,
         min_rows: i64::MAX,
     };
-
-    /// For a pool of `connections`: one range per core, leaving one connection to writers.
-    pub(crate) fn for_pool(connections: u32) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let spare = usize::try_from(connections).unwrap_or(1).saturating_sub(1);
-        Self {
-            parts: cores.min(spare).max(1),
-            min_rows: 8_000,
-        }
-    }
 }
 
 /// Runs a search's rankings: on its own connection (its snapshot), and, for the big ones, also

@@ -57,12 +57,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        const CONNECTIONS: u32 = 4;
         let pool = SqlitePoolOptions::new()
-            .max_connections(CONNECTIONS)
+            .max_connections(4)
             .connect_with(options)
             .await?;
-        Self::migrated(pool, Parallel::for_pool(CONNECTIONS)).await
+        // No split rankings: with the bundled SQLite's global mutexes, two statements at once
+        // are slower than one after the other (see `search`).
+        Self::migrated(pool, Parallel::NEVER).await
     }
 
     /// Opens a private in-memory database (for tests and embedding without a file).
