@@ -31,11 +31,42 @@
 //!   give one first.
 //!
 //! When no bound helps, the frequent side is ranked in full: the cost of the plain search.
+//!
+//! **Big rankings on several cores.** What no bound can prune (one frequent word left, such as
+//! `add` in `The add`: every episode holding it is a candidate) is shared out instead. A
+//! ranking that may score at least [`Parallel::min_rows`] rows (by the words' document counts;
+//! the highest episode id when they were not read or the word is not a term as written) is
+//! cut into disjoint rowid ranges, each ranked by its own statement on its own connection, at
+//! the same time (the SQLite driver runs each connection on a thread of its own), and the best
+//! `limit` of all ranges are kept in the same order. FTS5 takes `rowid >= ? AND rowid <= ?` as
+//! the bounds of its walk of each word's rows (not a restart per row, as a rowid list would
+//! be), and bm25 takes the row count, the average length and each word's row count from the
+//! whole table, not the range: every row gets the score the single statement gives it, to the
+//! bit. The last range ends at the highest episode id of the search's snapshot, so an episode
+//! recorded meanwhile is in none of them. A store with one connection (in memory), or whose
+//! other connections are all in use, ranks in one statement as before.
+//!
+//! **Off for now** ([`Parallel::NEVER`] in every store): the bundled SQLite is built with
+//! `SQLITE_ENABLE_MEMORY_MANAGEMENT` (one page cache for all connections, behind one mutex)
+//! and memory statistics (a global mutex on every allocation), so two statements at once ran
+//! slower than one after the other (51 against 29 ms for `the`, BENCHMARKS.md). Splitting is
+//! worth turning on only with a SQLite built without them.
+//!
+//! **Consistency.** A search answers as of one snapshot, its transaction's: every statement on
+//! its connection reads it. A range ranked on another connection reads a snapshot of its own,
+//! taken a little later, so it also reads FTS5's averages and structure records there, which
+//! every write to the index changes (the structure record lists its segments, and counts the
+//! pages ever written; a test pins it). When they
+//! differ from the search's, a write came in between, and that range is ranked again on the
+//! search's connection. So the answer is always the plain search's answer in the search's
+//! snapshot, as when everything ran in one transaction.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use sqlx::SqliteConnection;
+use futures_util::future::{try_join, try_join_all};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection as _, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::StoreError;
 use crate::episode::{fts_query, fts_query_all};
@@ -67,6 +98,252 @@ pub(crate) const RANK_WITHIN: &str =
      WHERE episodes_fts MATCH ?1
        AND +rowid IN (SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH ?2)
      ORDER BY rank, rowid DESC LIMIT ?3";
+
+/// [`RANK`] over the rows whose id is in `?2..=?3`. FTS5 takes both bounds into its walk of
+/// each word's rows (its index string shows `>` and `<`).
+pub(crate) const RANK_RANGE: &str =
+    "SELECT rowid, bm25(episodes_fts, 10.0, 1.0) AS rank FROM episodes_fts
+     WHERE episodes_fts MATCH ?1 AND rowid >= ?2 AND rowid <= ?3
+     ORDER BY rank, rowid DESC LIMIT ?4";
+
+/// [`RANK_WITHIN`] over the rows whose id is in `?3..=?4`.
+pub(crate) const RANK_WITHIN_RANGE: &str =
+    "SELECT rowid, bm25(episodes_fts, 10.0, 1.0) AS rank FROM episodes_fts
+     WHERE episodes_fts MATCH ?1 AND rowid >= ?3 AND rowid <= ?4
+       AND +rowid IN (SELECT rowid FROM episodes_fts
+                      WHERE episodes_fts MATCH ?2 AND rowid >= ?3 AND rowid <= ?4)
+     ORDER BY rank, rowid DESC LIMIT ?5";
+
+/// FTS5's averages record (id 1: rows and tokens) and structure record (id 10: the segments,
+/// and a count of the pages ever written), as the index's version: every write to the index
+/// changes it. (The ids are FTS5's file format, fixed since databases keep it.)
+const INDEX_VERSION: &str =
+    "SELECT id, block FROM episodes_fts_data WHERE id IN (1, 10) ORDER BY id";
+
+/// How a search may split a big ranking across the pool's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parallel {
+    /// At most this many rowid ranges, each on its own connection (1: never split).
+    pub(crate) parts: usize,
+    /// Only a ranking that may score at least this many episodes is split: below, the cost
+    /// of a second connection's statement (and of bm25's count of each word's rows, which
+    /// every statement makes over the whole table) is more than the half it saves.
+    pub(crate) min_rows: i64,
+}
+
+impl Parallel {
+    /// Never split (a pool of one connection, and for now every store: see the module docs).
+    pub(crate) const NEVER: Self = Self {
+        parts: 1,
+        min_rows: i64::MAX,
+    };
+}
+
+/// Runs a search's rankings: on its own connection (its snapshot), and, for the big ones, also
+/// on spare connections of the pool at the same time.
+pub(crate) struct Ranker<'c> {
+    conn: &'c mut SqliteConnection,
+    pool: &'c SqlitePool,
+    parallel: Parallel,
+    /// The index version of the search's snapshot, once read (`None` inside: not recognised,
+    /// so no ranking is split).
+    version: Option<Option<IndexVersion>>,
+    /// How many rankings were split (for tests).
+    pub(crate) splits: usize,
+    /// How many ranges were ranked again because a write came in between (for tests).
+    pub(crate) reranked: usize,
+}
+
+/// The FTS5 index's averages and structure records.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct IndexVersion(Vec<(i64, Vec<u8>)>);
+
+impl IndexVersion {
+    /// Both records, or `None` when they are not where FTS5 keeps them.
+    pub(crate) async fn read(conn: &mut SqliteConnection) -> Result<Option<Self>, StoreError> {
+        let records: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as(INDEX_VERSION).fetch_all(&mut *conn).await?;
+        let ids: Vec<i64> = records.iter().map(|(id, _)| *id).collect();
+        Ok((ids == [1, 10]).then_some(Self(records)))
+    }
+}
+
+/// What a ranking ranks: the rows of a MATCH, or those of them also matching a second one.
+#[derive(Debug, Clone, Copy)]
+struct Ranking<'q> {
+    query: &'q str,
+    within: Option<&'q str>,
+}
+
+impl<'q> Ranking<'q> {
+    /// Every row of `query`.
+    fn of(query: &'q str) -> Self {
+        Self {
+            query,
+            within: None,
+        }
+    }
+}
+
+/// Episode ids from `.0` to `.1`, both included.
+type IdRange = (i64, i64);
+
+impl<'c> Ranker<'c> {
+    /// A ranker on the search's connection `conn` (in its transaction), with `pool` to borrow
+    /// more from.
+    pub(crate) fn new(
+        conn: &'c mut SqliteConnection,
+        pool: &'c SqlitePool,
+        parallel: Parallel,
+    ) -> Self {
+        Self {
+            conn,
+            pool,
+            parallel,
+            version: None,
+            splits: 0,
+            reranked: 0,
+        }
+    }
+
+    /// The search's own connection.
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        self.conn
+    }
+
+    /// The best `limit` rows of `ranking`, exactly as one statement ranks them. `scored` is
+    /// at least the number of rows it scores, and `last_id` the highest episode id of the
+    /// snapshot.
+    async fn rank(
+        &mut self,
+        ranking: Ranking<'_>,
+        scored: i64,
+        last_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Ranked>, StoreError> {
+        let parts = self.parallel.parts;
+        if parts < 2 || scored < self.parallel.min_rows || last_id < parts as i64 {
+            return run(self.conn, ranking, None, limit).await;
+        }
+        if self.version.is_none() {
+            self.version = Some(IndexVersion::read(self.conn).await?);
+        }
+        let Some(Some(version)) = &self.version else {
+            return run(self.conn, ranking, None, limit).await;
+        };
+        let spare = spare_connections(self.pool, parts - 1).await;
+        if spare.is_empty() {
+            return run(self.conn, ranking, None, limit).await;
+        }
+        let ranges = cut(last_id, spare.len() + 1);
+        let others = spare
+            .into_iter()
+            .zip(&ranges[1..])
+            .map(|(conn, &range)| run_apart(conn, ranking, range, limit));
+        let (mut found, others) = try_join(
+            run(self.conn, ranking, Some(ranges[0]), limit),
+            try_join_all(others),
+        )
+        .await?;
+        self.splits += 1;
+        for ((ranked, seen), &range) in others.into_iter().zip(&ranges[1..]) {
+            if seen.as_ref() == Some(version) {
+                found.extend(ranked);
+            } else {
+                // A write came in between: this range again, in the search's snapshot.
+                self.reranked += 1;
+                found.extend(run(self.conn, ranking, Some(range), limit).await?);
+            }
+        }
+        found.sort_by(order);
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+}
+
+/// Up to `n` more connections of the pool, without waiting for one in use: idle ones, then
+/// new ones while the pool is below its size. Fewer (none) when the pool is busy, or a new
+/// connection cannot be opened: the ranking then runs on the search's connection alone.
+async fn spare_connections(pool: &SqlitePool, n: usize) -> Vec<PoolConnection<Sqlite>> {
+    let mut spare = Vec::with_capacity(n);
+    while spare.len() < n {
+        if let Some(conn) = pool.try_acquire() {
+            spare.push(conn);
+        } else if pool.size() < pool.options().get_max_connections() {
+            // Opens one (it can only wait if others took the last free places meanwhile,
+            // for as long as their statements run: none of them waits while holding one).
+            match pool.acquire().await {
+                Ok(conn) => spare.push(conn),
+                Err(_) => break,
+            }
+        } else {
+            break;
+        }
+    }
+    spare
+}
+
+/// `parts` disjoint ranges covering every id up to `last_id` (`parts` at least 1): the first
+/// from the lowest id there can be, the last up to `last_id`.
+fn cut(last_id: i64, parts: usize) -> Vec<IdRange> {
+    let n = parts.max(1) as i128;
+    let end = |i: i128| (i128::from(last_id) * i / n) as i64;
+    (0..n)
+        .map(|i| {
+            let start = if i == 0 { i64::MIN } else { end(i) + 1 };
+            (start, end(i + 1))
+        })
+        .collect()
+}
+
+/// One ranking's statement, over the ids of `range` (every row when `None`).
+async fn run(
+    conn: &mut SqliteConnection,
+    ranking: Ranking<'_>,
+    range: Option<IdRange>,
+    limit: u32,
+) -> Result<Vec<Ranked>, StoreError> {
+    let limit = i64::from(limit);
+    let query = match (ranking.within, range) {
+        (None, None) => sqlx::query_as(RANK).bind(ranking.query).bind(limit),
+        (None, Some((lo, hi))) => sqlx::query_as(RANK_RANGE)
+            .bind(ranking.query)
+            .bind(lo)
+            .bind(hi)
+            .bind(limit),
+        (Some(within), None) => sqlx::query_as(RANK_WITHIN)
+            .bind(ranking.query)
+            .bind(within)
+            .bind(limit),
+        (Some(within), Some((lo, hi))) => sqlx::query_as(RANK_WITHIN_RANGE)
+            .bind(ranking.query)
+            .bind(within)
+            .bind(lo)
+            .bind(hi)
+            .bind(limit),
+    };
+    let rows: Vec<(i64, f64)> = query.fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, rank)| Ranked { id, rank })
+        .collect())
+}
+
+/// One range of a ranking on a connection of its own, in a snapshot of its own, and that
+/// snapshot's index version.
+async fn run_apart(
+    mut conn: PoolConnection<Sqlite>,
+    ranking: Ranking<'_>,
+    range: IdRange,
+    limit: u32,
+) -> Result<(Vec<Ranked>, Option<IndexVersion>), StoreError> {
+    // Deferred: the snapshot starts with the first read, and no lock is taken (WAL).
+    let mut tx = conn.begin().await?;
+    let version = IndexVersion::read(&mut tx).await?;
+    let ranked = run(&mut tx, ranking, Some(range), limit).await?;
+    tx.commit().await?;
+    Ok((ranked, version))
+}
 
 /// A ranked episode: its id and its bm25 rank (lower is better; the score is its negation).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,6 +400,37 @@ impl WordStats {
             docs: docs.into_iter().collect(),
             rows,
         })
+    }
+
+    /// Only the highest episode id (enough for one word: there is nothing to bound or to
+    /// leave out, and its document count costs a walk of its rows in `episodes_vocab`).
+    pub(crate) async fn read_last_id(conn: &mut SqliteConnection) -> Result<Self, StoreError> {
+        let rows: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM episodes")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Self {
+            docs: HashMap::new(),
+            rows,
+        })
+    }
+
+    /// At least the number of episodes holding `word`: its document count, or when it is not
+    /// a term of the index as written (or was not read), the highest episode id.
+    fn held(&self, word: &str) -> i64 {
+        self.docs.get(word).copied().unwrap_or(self.rows)
+    }
+
+    /// At least the number of episodes holding any of `words`.
+    fn any(&self, words: &[String]) -> i64 {
+        words
+            .iter()
+            .fold(0_i64, |n, w| n.saturating_add(self.held(w)))
+            .min(self.rows)
+    }
+
+    /// At least the number of episodes holding a word of every group.
+    fn all(&self, groups: &[Vec<String>]) -> i64 {
+        groups.iter().map(|g| self.any(g)).min().unwrap_or(0)
     }
 
     /// Those of `words` found in at least half of all episodes (by the highest id, which is
@@ -201,7 +509,7 @@ impl WordStats {
 /// The best `limit` episodes holding any of `words` (searched in this order), by bm25, and
 /// how they were found. `limit` is at least 1.
 pub(crate) async fn best(
-    conn: &mut SqliteConnection,
+    ranker: &mut Ranker<'_>,
     words: &[String],
     stats: &WordStats,
     limit: u32,
@@ -209,20 +517,33 @@ pub(crate) async fn best(
     let Some(any) = fts_query(words) else {
         return Ok((Vec::new(), Plan::OneWord));
     };
+    let last_id = stats.rows;
     if words.len() < 2 {
-        return Ok((rank(conn, &any, limit).await?, Plan::OneWord));
+        let found = ranker
+            .rank(Ranking::of(&any), stats.any(words), last_id, limit)
+            .await?;
+        return Ok((found, Plan::OneWord));
     }
     let k = limit as usize;
     let (rare, frequent) = stats.split(words, k);
     if frequent.is_empty() {
-        return Ok((rank(conn, &any, limit).await?, Plan::RareOnly));
+        let found = ranker
+            .rank(Ranking::of(&any), stats.any(words), last_id, limit)
+            .await?;
+        return Ok((found, Plan::RareOnly));
     }
     let bounds: Vec<f64> = frequent.iter().map(|w| stats.bound(w)).collect();
 
     // The rare side: episodes holding a rare word, ranked with every word.
     let mut found = Vec::new();
     if let Some(rare_any) = fts_query(&rare) {
-        found = rank_within(conn, &any, &rare_any, limit).await?;
+        let within = Ranking {
+            query: &any,
+            within: Some(&rare_any),
+        };
+        found = ranker
+            .rank(within, stats.any(&rare), last_id, limit)
+            .await?;
         if kth_score(&found, k).is_some_and(|t| bounds.iter().sum::<f64>() < t) {
             return Ok((found, Plan::RareSide));
         }
@@ -235,7 +556,11 @@ pub(crate) async fn best(
         // every frequent word give a (higher) one, and often the answer.
         let every: Vec<Vec<String>> = frequent.iter().map(|w| vec![w.clone()]).collect();
         if let Some(query) = fts_query_all(&every, &rare) {
-            found = merge(found, rank(conn, &query, limit).await?, k);
+            let scored = stats.all(&every);
+            let ranked = ranker
+                .rank(Ranking::of(&query), scored, last_id, limit)
+                .await?;
+            found = merge(found, ranked, k);
             theta = kth_score(&found, k);
             let proved = theta.is_some_and(|t| groups(&bounds, t).len() == frequent.len());
             if proved || frequent.len() == 1 {
@@ -251,7 +576,11 @@ pub(crate) async fn best(
     };
     let groups = grouped(&frequent, &ends);
     if let Some(query) = fts_query_all(&groups, &rare) {
-        found = merge(found, rank(conn, &query, limit).await?, k);
+        let scored = stats.all(&groups);
+        let ranked = ranker
+            .rank(Ranking::of(&query), scored, last_id, limit)
+            .await?;
+        found = merge(found, ranked, k);
     }
     Ok((found, plan))
 }
@@ -317,40 +646,6 @@ fn merge(mut a: Vec<Ranked>, b: Vec<Ranked>, k: usize) -> Vec<Ranked> {
     a
 }
 
-async fn rank(
-    conn: &mut SqliteConnection,
-    query: &str,
-    limit: u32,
-) -> Result<Vec<Ranked>, StoreError> {
-    let rows: Vec<(i64, f64)> = sqlx::query_as(RANK)
-        .bind(query)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, rank)| Ranked { id, rank })
-        .collect())
-}
-
-async fn rank_within(
-    conn: &mut SqliteConnection,
-    query: &str,
-    within: &str,
-    limit: u32,
-) -> Result<Vec<Ranked>, StoreError> {
-    let rows: Vec<(i64, f64)> = sqlx::query_as(RANK_WITHIN)
-        .bind(query)
-        .bind(within)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, rank)| Ranked { id, rank })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +679,16 @@ mod tests {
         assert_eq!(kth_score(&merged, 3), Some(1.0));
         assert_eq!(kth_score(&merged, 4), None);
         assert_eq!(kth_score(&merged, 0), None);
+    }
+
+    #[test]
+    fn ranges_are_disjoint_and_cover_every_id_up_to_the_last() {
+        assert_eq!(cut(100, 1), [(i64::MIN, 100)]);
+        assert_eq!(cut(100, 2), [(i64::MIN, 50), (51, 100)]);
+        assert_eq!(cut(100, 3), [(i64::MIN, 33), (34, 66), (67, 100)]);
+        assert_eq!(cut(3, 3), [(i64::MIN, 1), (2, 2), (3, 3)]);
+        let huge = cut(i64::MAX, 2);
+        assert_eq!(huge[1], (i64::MAX / 2 + 1, i64::MAX));
     }
 
     #[test]

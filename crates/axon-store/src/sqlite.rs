@@ -17,7 +17,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
 use crate::episode::query_words;
-use crate::search::{self, Plan, Ranked, WordStats};
+use crate::search::{self, Parallel, Plan, Ranked, Ranker, WordStats};
 use crate::{
     Batch, CortexIdRecord, CortexSessionRecord, EpisodeHit, EpisodeRecord, EventRecord, Lease,
     NewOutboxItem, OutboxCounts, OutboxItem, OutboxRun, RunRecord, RunSummary, Store, StoreError,
@@ -40,6 +40,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// How a search may split a big ranking across the pool's connections.
+    parallel: Parallel,
 }
 
 impl SqliteStore {
@@ -72,7 +74,9 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
-        Self::migrated(pool, writer).await
+        // No split rankings: with the bundled SQLite's global mutexes, two statements at once
+        // are slower than one after the other (see `search`).
+        Self::migrated(pool, writer, Parallel::NEVER).await
     }
 
     /// Opens a private in-memory database (for tests and embedding without a file).
@@ -87,41 +91,74 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Self::migrated(pool.clone(), pool).await
+        Self::migrated(pool.clone(), pool, Parallel::NEVER).await
     }
 
-    async fn migrated(pool: SqlitePool, writer: SqlitePool) -> Result<Self, StoreError> {
+    async fn migrated(
+        pool: SqlitePool,
+        writer: SqlitePool,
+        parallel: Parallel,
+    ) -> Result<Self, StoreError> {
         MIGRATOR
             .run(&writer)
             .await
             .map_err(|e| StoreError::Migration(Box::new(e)))?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            parallel,
+        })
+    }
+}
+
+/// How a search found its answer (for tests).
+#[derive(Debug, Default)]
+#[cfg_attr(not(test), allow(dead_code, reason = "read by tests"))]
+struct Trace {
+    /// How each ranking was found.
+    plans: Vec<Plan>,
+    /// How many rankings were split across connections.
+    splits: usize,
+    /// How many ranges of those were ranked again, a write having come in between.
+    reranked: usize,
+}
+
+impl Trace {
+    fn of(ranker: &Ranker<'_>, plans: Vec<Plan>) -> Self {
+        Self {
+            plans,
+            splits: ranker.splits,
+            reranked: ranker.reranked,
+        }
     }
 }
 
 impl SqliteStore {
-    /// The search behind [`Store::search_episodes`], and how each ranking in it was found.
+    /// The search behind [`Store::search_episodes`], and how it found its answer.
     ///
-    /// All of it reads one snapshot (one transaction): the document counts its bounds rest
-    /// on must be those of the rows it ranks.
+    /// It answers as of one snapshot (its transaction's): the document counts its bounds rest
+    /// on must be those of the rows it ranks. Rankings split across connections check that
+    /// they read the same index (see [`search`](crate::search)).
     async fn search(
         &self,
         query: &str,
         limit: u32,
-    ) -> Result<(Vec<EpisodeHit>, Vec<Plan>), StoreError> {
+    ) -> Result<(Vec<EpisodeHit>, Trace), StoreError> {
         let words = query_words(query);
         if words.is_empty() || limit == 0 {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Trace::default()));
         }
         // Deferred: it only reads, so it takes no lock and never holds up a writer (WAL).
         let mut tx = self.pool.begin().await?;
         let mut plans = Vec::new();
-        // One word needs no counts: there is nothing to leave out and nothing to bound.
+        // One word needs no counts (there is nothing to leave out and nothing to bound), only
+        // the highest id: where the ranges of a split ranking end.
         let stats = if words.len() > 1 {
             WordStats::read(&mut tx, &words).await?
         } else {
-            WordStats::default()
+            WordStats::read_last_id(&mut tx).await?
         };
+        let mut ranker = Ranker::new(&mut tx, &self.pool, self.parallel);
         // A word in at least half of all episodes has a bm25 weight of (nearly) zero (FTS5
         // clamps its IDF), so it hardly changes the order of episodes matching another word,
         // but ranking every episode it matches would be most of the cost of a search. Search
@@ -134,19 +171,21 @@ impl SqliteStore {
                 .filter(|w| !common.contains(w))
                 .cloned()
                 .collect();
-            let (ranked, plan) = search::best(&mut tx, &rare, &stats, limit).await?;
+            let (ranked, plan) = search::best(&mut ranker, &rare, &stats, limit).await?;
             plans.push(plan);
-            let hits = hits(&mut tx, &ranked).await?;
+            let hits = hits(ranker.conn(), &ranked).await?;
             if hits.len() >= limit as usize {
+                let trace = Trace::of(&ranker, plans);
                 tx.commit().await?;
-                return Ok((hits, plans));
+                return Ok((hits, trace));
             }
         }
-        let (ranked, plan) = search::best(&mut tx, &words, &stats, limit).await?;
+        let (ranked, plan) = search::best(&mut ranker, &words, &stats, limit).await?;
         plans.push(plan);
-        let hits = hits(&mut tx, &ranked).await?;
+        let hits = hits(ranker.conn(), &ranked).await?;
+        let trace = Trace::of(&ranker, plans);
         tx.commit().await?;
-        Ok((hits, plans))
+        Ok((hits, trace))
     }
 }
 
@@ -1689,6 +1728,18 @@ mod tests {
     /// second run deleted, so ids have gaps and the highest id is above the count.
     async fn zipf_store(rng: &mut Rng, zipf: &Zipf, n: usize) -> SqliteStore {
         let (store, kept) = store_with_run().await;
+        fill_zipf_store(&store, kept, rng, zipf, n).await;
+        store
+    }
+
+    /// Fills `store` (which holds the run `kept`) as [`zipf_store`] does.
+    async fn fill_zipf_store(
+        store: &SqliteStore,
+        kept: Uuid,
+        rng: &mut Rng,
+        zipf: &Zipf,
+        n: usize,
+    ) {
         let gone = Uuid::now_v7();
         store
             .create_run(&run_record(gone), &[], &lease(1, 1))
@@ -1718,8 +1769,7 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-        assert_index_in_sync(&store).await;
-        store
+        assert_index_in_sync(store).await;
     }
 
     /// A query of one kind: common words only, rare only, mixed, repeated words, or
@@ -1775,7 +1825,8 @@ mod tests {
         for i in 0..1_500 {
             let query = zipf_query(&mut rng, &zipf, i % 6);
             let limit = [1, 2, 3, 5, 5, 5, 10, 40][rng.below(8)];
-            let (hits, used) = store.search(&query, limit).await.unwrap();
+            let (hits, trace) = store.search(&query, limit).await.unwrap();
+            let used = trace.plans;
             let expected = plain_search(&store, &query, limit).await;
             let ids = |h: &[EpisodeHit]| {
                 h.iter()
@@ -1802,6 +1853,167 @@ mod tests {
             Plan::Fallback,
         ] {
             assert!(plans.contains_key(&plan), "{plan:?} never taken: {plans:?}");
+        }
+    }
+
+    /// A store in a file (so its pool has several connections), with one run, and that
+    /// run's id; the directory must outlive the store.
+    async fn file_store_with_run(dir: &tempfile::TempDir) -> (SqliteStore, Uuid) {
+        let store = SqliteStore::open(&dir.path().join("axon.db"))
+            .await
+            .unwrap();
+        let id = Uuid::now_v7();
+        store
+            .create_run(&run_record(id), &[], &lease(1, 1))
+            .await
+            .unwrap();
+        (store, id)
+    }
+
+    #[tokio::test]
+    async fn split_rankings_rank_exactly_as_one_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, kept) = file_store_with_run(&dir).await;
+        let mut rng = Rng(0x5e11_7ab1_e5ea_2c40);
+        let zipf = Zipf::new(&mut rng);
+        fill_zipf_store(&store, kept, &mut rng, &zipf, 3_000).await;
+        let whole = SqliteStore {
+            pool: store.pool.clone(),
+            writer: store.writer.clone(),
+            parallel: Parallel::NEVER,
+        };
+        let (mut plans, mut splits, mut parts_used) = (HashMap::new(), 0, HashMap::new());
+        for i in 0..900 {
+            let query = zipf_query(&mut rng, &zipf, i % 6);
+            let limit = [1, 2, 3, 5, 5, 5, 10, 40][rng.below(8)];
+            // Two or three ranges (the pool has four connections), split from 1 row on or
+            // from a few hundred (some rankings split, others not, in one search).
+            let parts = 2 + rng.below(2);
+            store.parallel = Parallel {
+                parts,
+                min_rows: [1, 300][rng.below(2)],
+            };
+            let (hits, trace) = store.search(&query, limit).await.unwrap();
+            let (unsplit, unsplit_trace) = whole.search(&query, limit).await.unwrap();
+            assert_eq!(unsplit_trace.splits, 0);
+            let ids = |h: &[EpisodeHit]| {
+                h.iter()
+                    .map(|h| (h.episode.id, h.score))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                ids(&hits),
+                ids(&unsplit),
+                "query {query:?}, limit {limit}, {trace:?}"
+            );
+            assert_eq!(hits, unsplit, "query {query:?}, limit {limit}");
+            assert_eq!(hits, plain_search(&store, &query, limit).await, "{query:?}");
+            assert_eq!(trace.reranked, 0, "nothing was written");
+            splits += trace.splits;
+            if trace.splits > 0 {
+                *parts_used.entry(parts).or_insert(0) += 1;
+                for plan in trace.plans {
+                    *plans.entry(plan).or_insert(0) += 1;
+                }
+            }
+        }
+        assert!(splits > 500, "{splits} rankings split");
+        assert_eq!(parts_used.len(), 2, "{parts_used:?}");
+        for plan in [
+            Plan::OneWord,
+            Plan::RareOnly,
+            Plan::RareSide,
+            Plan::EveryFrequentWord,
+            Plan::Groups,
+        ] {
+            assert!(plans.contains_key(&plan), "{plan:?} never split: {plans:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_range_ranked_after_a_write_is_ranked_again_in_the_searchs_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, id) = file_store_with_run(&dir).await;
+        let mut batch = Batch::default();
+        for i in 0..200 {
+            let name = [
+                "Deploy the docs",
+                "Deploy the long running service",
+                "Tidy up",
+            ][i % 3];
+            batch
+                .episodes
+                .push(episode(id, &format!("t{i}"), name, i as i64));
+        }
+        store.commit(id, &batch).await.unwrap();
+        store.parallel = Parallel {
+            parts: 2,
+            min_rows: 1,
+        };
+        let words = vec!["deploy".to_owned()];
+        let (before, _) = store.search("deploy", 5).await.unwrap();
+
+        // The search's snapshot is taken, then an episode is recorded: the range ranked on
+        // another connection reads it (the row itself is beyond the ranges, but its word
+        // changes bm25's counts), and is ranked again in the search's snapshot.
+        let mut tx = store.pool.begin().await.unwrap();
+        let stats = WordStats::read_last_id(&mut tx).await.unwrap();
+        store
+            .record_episode(&episode(id, "new", "Deploy", 1_000))
+            .await
+            .unwrap();
+        let mut ranker = Ranker::new(&mut tx, &store.pool, store.parallel);
+        let (ranked, plan) = search::best(&mut ranker, &words, &stats, 5).await.unwrap();
+        assert_eq!(plan, Plan::OneWord);
+        assert_eq!((ranker.splits, ranker.reranked), (1, 1));
+        let hits = hits(ranker.conn(), &ranked).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(hits, before);
+
+        // A search now sees the new episode first, and different scores for the others.
+        let (after, trace) = store.search("deploy", 5).await.unwrap();
+        assert_eq!((trace.splits, trace.reranked), (1, 0));
+        assert_eq!(after[0].episode.task_id, "new");
+        assert_eq!(after[1].episode.id, before[0].episode.id);
+        assert_ne!(after[1].score, before[0].score);
+    }
+
+    #[tokio::test]
+    async fn every_write_to_the_index_changes_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = file_store_with_run(&dir).await;
+        let version = || async {
+            let mut conn = store.pool.acquire().await.unwrap();
+            search::IndexVersion::read(&mut conn)
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let first = version().await;
+        assert_eq!(version().await, first, "no write, same version");
+        let mut seen = vec![first];
+        let ep = store
+            .record_episode(&episode(id, "a", "Deploy the docs", 1))
+            .await
+            .unwrap();
+        seen.push(version().await);
+        for name in ["Deploy the code", "Deploy the code", "Deploy the docs"] {
+            // A rename, to the same name too, and back.
+            sqlx::query("UPDATE episodes SET name = ? WHERE id = ?")
+                .bind(name)
+                .bind(ep)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            seen.push(version().await);
+        }
+        sqlx::query("DELETE FROM episodes")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        seen.push(version().await);
+        for (i, v) in seen.iter().enumerate() {
+            assert!(!seen[..i].contains(v), "version {i} seen before");
         }
     }
 
@@ -1832,8 +2044,8 @@ mod tests {
             ("zeta beta alpha", 2),
             ("alpha zeta beta", 3),
         ] {
-            let (hits, plans) = store.search(query, limit).await.unwrap();
-            assert_eq!(plans, [Plan::Fallback], "{query}");
+            let (hits, trace) = store.search(query, limit).await.unwrap();
+            assert_eq!(trace.plans, [Plan::Fallback], "{query}");
             assert_eq!(hits, plain_search(&store, query, limit).await, "{query}");
             assert_eq!(hits.len(), limit as usize, "{query}");
             assert_eq!(hits[0].episode.name, "alpha beta", "{query}");
@@ -1873,6 +2085,61 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains(":="), "{plan}");
+        assert!(plan.contains("LIST SUBQUERY"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn a_rowid_range_is_a_bound_of_fts5s_walk() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        // The plan's lines, and FTS5's index string in each scan of the FTS table.
+        let explain = |sql: &str, binds: &[&str]| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            for b in binds {
+                q = q.bind(b.to_string());
+            }
+            let pool = store.pool.clone();
+            async move {
+                let lines: Vec<String> = q
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect();
+                let scans: Vec<String> = lines
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("SCAN episodes_fts VIRTUAL TABLE INDEX 0:"))
+                    .map(str::to_owned)
+                    .collect();
+                (lines.join("; "), scans)
+            }
+        };
+        // `M` (and a column) for the MATCH, then `>` and `<`: both bounds go into FTS5, which
+        // starts its walk of each word's rows at the first and stops after the second. No
+        // `=`: a rowid pushed in, one FTS5 query per row.
+        let (plan, scans) = explain(crate::search::RANK_RANGE, &["\"a\"", "1", "9", "5"]).await;
+        assert_eq!(scans.len(), 1, "{plan}");
+        assert!(
+            scans
+                .iter()
+                .all(|s| s.starts_with('M') && s.ends_with("><")),
+            "{plan}"
+        );
+        assert!(!plan.contains('='), "{plan}");
+        let (plan, scans) = explain(
+            crate::search::RANK_WITHIN_RANGE,
+            &["\"a\" OR \"b\"", "\"b\"", "1", "9", "5"],
+        )
+        .await;
+        // The ranked rows and the rows of the list.
+        assert_eq!(scans.len(), 2, "{plan}");
+        assert!(
+            scans
+                .iter()
+                .all(|s| s.starts_with('M') && s.ends_with("><")),
+            "{plan}"
+        );
+        assert!(!plan.contains('='), "{plan}");
         assert!(plan.contains("LIST SUBQUERY"), "{plan}");
     }
 
