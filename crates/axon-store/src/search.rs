@@ -46,11 +46,17 @@
 //! recorded meanwhile is in none of them. A store with one connection (in memory), or whose
 //! other connections are all in use, ranks in one statement as before.
 //!
-//! **Off for now** ([`Parallel::NEVER`] in every store): the bundled SQLite is built with
-//! `SQLITE_ENABLE_MEMORY_MANAGEMENT` (one page cache for all connections, behind one mutex)
-//! and memory statistics (a global mutex on every allocation), so two statements at once ran
-//! slower than one after the other (51 against 29 ms for `the`, BENCHMARKS.md). Splitting is
-//! worth turning on only with a SQLite built without them.
+//! **Off by default** ([`Parallel::NEVER`]; [`SqliteStore::with_parallel_search`] turns it
+//! on). With the workspace's SQLite build (no memory statistics, no memory management: see
+//! `.cargo/config.toml`) two statements at once no longer queue on a process-wide mutex, and
+//! on an idle machine splitting cuts the heaviest searches by a third (p99 15-16 ms to
+//! 10.5-11.6 ms over 100k episodes, BENCHMARKS.md). On a machine whose cores are busy (an
+//! engine's agents at work) the second statement waits for a core and splitting made p99
+//! worse (19-25 ms against 15-16 ms), so a store splits only when asked to. A SQLite built
+//! with those features (sqlx's defaults, elsewhere) makes concurrent statements slower than
+//! one after the other (51 against 29 ms for `the`).
+//!
+//! [`SqliteStore::with_parallel_search`]: crate::SqliteStore::with_parallel_search
 //!
 //! **Consistency.** A search answers as of one snapshot, its transaction's: every statement on
 //! its connection reads it. A range ranked on another connection reads a snapshot of its own,
@@ -132,7 +138,8 @@ pub(crate) struct Parallel {
 }
 
 impl Parallel {
-    /// Never split (a pool of one connection, and for now every store: see the module docs).
+    /// Never split (the default, and always with a pool of one connection: see the module
+    /// docs).
     pub(crate) const NEVER: Self = Self {
         parts: 1,
         min_rows: i64::MAX,

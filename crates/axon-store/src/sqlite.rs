@@ -74,9 +74,25 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
-        // No split rankings: with the bundled SQLite's global mutexes, two statements at once
-        // are slower than one after the other (see `search`).
+        // Rankings are not split unless asked (`with_parallel_search`).
         Self::migrated(pool, writer, Parallel::NEVER).await
+    }
+
+    /// Lets an episode search split a ranking that may score 8,000 episodes or more into
+    /// `parts` rowid ranges ranked at the same time on the pool's connections (at most 4;
+    /// 1 never splits; the answer is the same either way). Worth it where cores are idle
+    /// while searches run: it cut the slowest searches by a third on an idle 2-core machine,
+    /// and made them slower on a busy one (`crate` docs of the search, BENCHMARKS.md). A store
+    /// in memory has one connection and never splits.
+    #[must_use]
+    pub fn with_parallel_search(mut self, parts: usize) -> Self {
+        if self.pool.options().get_max_connections() > 1 {
+            self.parallel = Parallel {
+                parts: parts.clamp(1, 4),
+                min_rows: 8_000,
+            };
+        }
+        self
     }
 
     /// Opens a private in-memory database (for tests and embedding without a file).
@@ -1858,6 +1874,20 @@ mod tests {
 
     /// A store in a file (so its pool has several connections), with one run, and that
     /// run's id; the directory must outlive the store.
+    #[tokio::test]
+    async fn parallel_search_is_opt_in_and_never_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        assert_eq!(file.parallel, Parallel::NEVER);
+        let file = file.with_parallel_search(9);
+        assert_eq!(file.parallel.parts, 4, "at most the pool's connections");
+        let memory = SqliteStore::in_memory()
+            .await
+            .unwrap()
+            .with_parallel_search(2);
+        assert_eq!(memory.parallel, Parallel::NEVER);
+    }
+
     async fn file_store_with_run(dir: &tempfile::TempDir) -> (SqliteStore, Uuid) {
         let store = SqliteStore::open(&dir.path().join("axon.db"))
             .await
