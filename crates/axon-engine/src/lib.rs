@@ -1,11 +1,13 @@
 //! Axon's runtime: runs validated workflows on a pool of agents.
 //!
-//! - [`agent`]: the `Agent` trait, in-process agents ([`agent::FnAgent`]).
+//! - [`agent`]: the `Agent` trait, in-process agents ([`agent::FnAgent`]), spawned or polled
+//!   by the dispatcher itself ([`agent::Execution`]).
 //! - [`command`]: the command agent (any program, DESIGN.md's protocol).
 //! - [`pool`]: the agent pool (capabilities, free slots and resources, statistics).
 //! - [`bus`]: typed events for subscribers.
 //! - `run` (private): the dispatcher, the single owner of a run's state; eager dispatch,
-//!   retries with backoff, timeouts, cancellation, failure policies, group commit.
+//!   retries with backoff, timeouts, cancellation, failure policies, group commit;
+//!   `metrics` (private): the metrics a run records.
 //! - [`engine`]: start, resume and cancel runs; [`lease`]: who holds a run.
 //! - [`retry`]: retry delays (backon's exponential backoff over the task's policy).
 //! - [`session`]: git worktree sessions, scope checks, merge-back (the git CLI).
