@@ -244,7 +244,7 @@ impl PoolChanges {
         if now == self.seen {
             notified.await;
         }
-        self.seen = inner.version.load(Ordering::SeqCst);
+        self.mark_seen();
     }
 }
 

@@ -94,6 +94,27 @@ pub(crate) struct Finished {
     result: Result<AttemptOutput, AttemptError>,
 }
 
+impl Finished {
+    /// The outcome of an attempt on `lease`, whose agent is freed here (marked failed if the
+    /// attempt failed), before the dispatcher hears of it, so it can reuse the agent at once.
+    fn freeing(
+        mut lease: PoolLease,
+        task: u32,
+        attempt: u32,
+        result: Result<AttemptOutput, AttemptError>,
+    ) -> Self {
+        if result.is_err() {
+            lease.mark_failed();
+        }
+        drop(lease);
+        Self {
+            task,
+            attempt,
+            result,
+        }
+    }
+}
+
 /// A task's id and output as [`Upstream`] entries share them (each made on first use).
 type SharedOutput = (Option<Arc<str>>, Option<Arc<serde_json::Value>>);
 
@@ -168,10 +189,10 @@ pub(crate) struct RunLoop {
     classes: Vec<Vec<u32>>,
     /// The workflow as attempts see it, shared by all of them.
     workflow_ref: Arc<WorkflowRef>,
-    /// The cancellation token of each running attempt. Attempts' tokens are not children of
+    /// How each task's running attempt is cancelled. Attempts' tokens are not children of
     /// the run's: the dispatcher cancels them itself when the run stops, which keeps 10,000
     /// attempts from queueing on one parent's lock.
-    attempt_tokens: Vec<Running>,
+    running_attempts: Vec<Running>,
     /// The token of every inline attempt without a timeout of its own: cancelled once, when
     /// the run stops (an attempt with a timeout has its own, which the timeout cancels).
     inline_cancel: CancellationToken,
@@ -281,7 +302,7 @@ impl RunLoop {
             tasks,
             classes,
             workflow_ref,
-            attempt_tokens: std::iter::repeat_with(|| Running::Idle).take(n).collect(),
+            running_attempts: std::iter::repeat_with(|| Running::Idle).take(n).collect(),
             inline_cancel: CancellationToken::new(),
             abandon_at: None,
             inline: FuturesUnordered::new(),
@@ -720,7 +741,7 @@ impl RunLoop {
     fn spawn_attempt(
         &mut self,
         i: usize,
-        mut lease: PoolLease,
+        lease: PoolLease,
         req: AttemptRequest,
     ) -> Option<BoxFuture<Finished>> {
         let timeout = self.cx.workflow.tasks[i].timeout;
@@ -740,24 +761,16 @@ impl RunLoop {
                     (token.clone(), Some(token))
                 }
             };
-            self.attempt_tokens[i] = Running::Inline(own);
+            self.running_attempts[i] = Running::Inline(own);
             return Some(Box::pin(async move {
                 // No wait on the token here: a stopping run abandons inline attempts itself.
                 let result =
                     run_attempt(agent.as_ref(), req, progress, token, timeout, false).await;
-                if result.is_err() {
-                    lease.mark_failed();
-                }
-                drop(lease);
-                Finished {
-                    task,
-                    attempt,
-                    result,
-                }
+                Finished::freeing(lease, task, attempt, result)
             }));
         }
         let token = CancellationToken::new();
-        self.attempt_tokens[i] = Running::Spawned(token.clone());
+        self.running_attempts[i] = Running::Spawned(token.clone());
         let tx = self.tx.clone();
         let cortex_api_key = lease.spec().cortex_api_key;
         let bridge = self.cx.bridge.clone();
@@ -784,16 +797,9 @@ impl RunLoop {
                     Box::pin(run_in_session(&bridge, attempt, &tx)).await
                 }
             };
-            if result.is_err() {
-                lease.mark_failed();
-            }
-            // Free the agent before reporting, so the dispatcher can reuse it at once.
-            drop(lease);
-            let _ = tx.send(Msg::Finished(Finished {
-                task,
-                attempt,
-                result,
-            }));
+            let _ = tx.send(Msg::Finished(Finished::freeing(
+                lease, task, attempt, result,
+            )));
         });
         None
     }
@@ -804,7 +810,7 @@ impl RunLoop {
         self.abandon_at = None;
         drop(std::mem::take(&mut self.inline));
         for i in 0..self.tasks.len() {
-            if matches!(self.attempt_tokens[i], Running::Inline(_)) {
+            if matches!(self.running_attempts[i], Running::Inline(_)) {
                 let attempt = self.tasks[i].rec.attempts;
                 tracing::warn!(
                     task = self.task_id(i),
@@ -825,16 +831,12 @@ impl RunLoop {
     async fn drain_attempts(&mut self) {
         let deadline = Instant::now() + STOP_WAIT;
         while self.running > 0 {
+            // Whether an attempt reported (`None`: no sender is left).
             let next = async {
                 tokio::select! {
-                    Some(_) = self.inline.next(), if !self.inline.is_empty() => true,
-                    msg = self.rx.recv() => match msg {
-                        Some(Msg::Finished(_)) => true,
-                        Some(_) => false,
-                        None => return None,
-                    },
+                    Some(_) = self.inline.next(), if !self.inline.is_empty() => Some(true),
+                    msg = self.rx.recv() => msg.map(|m| matches!(m, Msg::Finished(_))),
                 }
-                .into()
             };
             match tokio::time::timeout_at(deadline, next).await {
                 Ok(Some(true)) => self.running -= 1,
@@ -847,7 +849,7 @@ impl RunLoop {
     /// Cancels every running attempt (each gets its agent's grace period to stop).
     fn cancel_attempts(&mut self) {
         self.inline_cancel.cancel();
-        for running in &self.attempt_tokens {
+        for running in &self.running_attempts {
             match running {
                 Running::Spawned(token) | Running::Inline(Some(token)) => token.cancel(),
                 Running::Idle | Running::Inline(None) => {}
@@ -924,7 +926,7 @@ impl RunLoop {
                 let duration = self.tasks[task as usize]
                     .attempt_started
                     .map_or(Duration::ZERO, |s| self.now - s);
-                self.attempt_tokens[task as usize] = Running::Idle;
+                self.running_attempts[task as usize] = Running::Idle;
                 self.tasks[task as usize].rec.agent_pid = None;
                 self.tasks[task as usize].rec.merging = false;
                 self.finished(task as usize, attempt, result, duration);

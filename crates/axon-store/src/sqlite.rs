@@ -1872,8 +1872,6 @@ mod tests {
         }
     }
 
-    /// A store in a file (so its pool has several connections), with one run, and that
-    /// run's id; the directory must outlive the store.
     #[tokio::test]
     async fn parallel_search_is_opt_in_and_never_in_memory() {
         let dir = tempfile::tempdir().unwrap();
@@ -1888,6 +1886,8 @@ mod tests {
         assert_eq!(memory.parallel, Parallel::NEVER);
     }
 
+    /// A store in a file (so its pool has several connections), with one run, and that
+    /// run's id; the directory must outlive the store.
     async fn file_store_with_run(dir: &tempfile::TempDir) -> (SqliteStore, Uuid) {
         let store = SqliteStore::open(&dir.path().join("axon.db"))
             .await
