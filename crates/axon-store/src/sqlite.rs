@@ -25,6 +25,9 @@ use crate::{
 };
 
 mod cortex;
+mod script;
+
+use self::script::Script;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -319,97 +322,91 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
-async fn upsert_task(
-    tx: &mut Transaction<'_, Sqlite>,
-    run_id: &str,
-    t: &TaskRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO tasks (run_id, task_id, position, name, status, attempts, agent, agent_pid,
-                            progress, started_at_ms, finished_at_ms, error, error_kind, output,
-                            merging)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (run_id, task_id) DO UPDATE SET
-            status = excluded.status, attempts = excluded.attempts, agent = excluded.agent,
-            agent_pid = excluded.agent_pid,
-            progress = excluded.progress, started_at_ms = excluded.started_at_ms,
-            finished_at_ms = excluded.finished_at_ms, error = excluded.error,
-            error_kind = excluded.error_kind, output = excluded.output,
-            merging = excluded.merging",
-    )
-    .bind(run_id)
-    .bind(&t.task_id)
-    .bind(i64::from(t.position))
-    .bind(&t.name)
-    .bind(t.status.as_str())
-    .bind(i64::from(t.attempts))
-    .bind(&t.agent)
-    .bind(t.agent_pid.map(i64::from))
-    .bind(t.progress)
-    .bind(t.started_at_ms)
-    .bind(t.finished_at_ms)
-    .bind(&t.error)
-    .bind(t.error_kind.map(|k| k.as_str()))
-    .bind(t.output.as_ref().map(|o| o.to_string()))
-    .bind(i64::from(t.merging))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Task rows written per script when a run is created (a script's statements are prepared
+/// and cached together).
+const TASKS_PER_SCRIPT: usize = 64;
+
+/// Inserts or replaces a task's row (see [`upsert_task`]).
+const UPSERT_TASK: &str =
+    "INSERT INTO tasks (run_id, task_id, position, name, status, attempts, agent,
+                       agent_pid, progress, started_at_ms, finished_at_ms, error, error_kind,
+                       output, merging)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (run_id, task_id) DO UPDATE SET
+       status = excluded.status, attempts = excluded.attempts, agent = excluded.agent,
+       agent_pid = excluded.agent_pid,
+       progress = excluded.progress, started_at_ms = excluded.started_at_ms,
+       finished_at_ms = excluded.finished_at_ms, error = excluded.error,
+       error_kind = excluded.error_kind, output = excluded.output,
+       merging = excluded.merging";
+
+/// Adds the statement that writes task record `t` of `run_id` to `script`.
+fn upsert_task(script: &mut Script, run_id: &str, t: &TaskRecord) {
+    script
+        .statement(UPSERT_TASK)
+        .bind(run_id)
+        .bind(t.task_id.as_str())
+        .bind(i64::from(t.position))
+        .bind(t.name.as_str())
+        .bind(t.status.as_str())
+        .bind(i64::from(t.attempts))
+        .bind(t.agent.as_deref())
+        .bind(t.agent_pid.map(i64::from))
+        .bind(t.progress)
+        .bind(t.started_at_ms)
+        .bind(t.finished_at_ms)
+        .bind(t.error.as_deref())
+        .bind(t.error_kind.map(|k| k.as_str()))
+        .bind(t.output.as_ref().map(|o| o.to_string()))
+        .bind(i64::from(t.merging));
 }
 
-async fn append_event(
-    tx: &mut Transaction<'_, Sqlite>,
-    run_id: &str,
-    e: &EventRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (run_id, task_id, kind, attempt, agent, at_ms, data)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(run_id)
-    .bind(&e.task_id)
-    .bind(&e.kind)
-    .bind(e.attempt.map(i64::from))
-    .bind(&e.agent)
-    .bind(e.at_ms)
-    .bind(if e.data.is_null() {
-        None
-    } else {
-        Some(e.data.to_string())
-    })
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Adds the statement that appends event `e` of `run_id` to `script`.
+fn append_event(script: &mut Script, run_id: &str, e: &EventRecord) {
+    script
+        .statement(
+            "INSERT INTO events (run_id, task_id, kind, attempt, agent, at_ms, data)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(e.task_id.as_deref())
+        .bind(e.kind.as_str())
+        .bind(e.attempt.map(i64::from))
+        .bind(e.agent.as_deref())
+        .bind(e.at_ms)
+        .bind(if e.data.is_null() {
+            None
+        } else {
+            Some(e.data.to_string())
+        });
 }
 
 fn uuid_of(text: &str, table: &'static str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| corrupt(table, format!("run_id {text}: {e}")))
 }
 
-async fn insert_episode<'e>(
-    conn: impl sqlx::Executor<'e, Database = Sqlite>,
-    ep: &EpisodeRecord,
-) -> Result<i64, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO episodes (run_id, task_id, attempt, name, task_type, status, agent, output,
-                               log_tail, error, duration_ms, finished_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(ep.run_id.to_string())
-    .bind(&ep.task_id)
-    .bind(i64::from(ep.attempt))
-    .bind(&ep.name)
-    .bind(&ep.task_type)
-    .bind(ep.status.as_str())
-    .bind(&ep.agent)
-    .bind(ep.output.as_ref().map(|o| o.to_string()))
-    .bind(&ep.log_tail)
-    .bind(&ep.error)
-    .bind(ep.duration_ms)
-    .bind(ep.finished_at_ms)
-    .execute(conn)
-    .await?;
-    Ok(done.last_insert_rowid())
+/// Inserts an episode (its full-text index follows by trigger).
+const INSERT_EPISODE: &str =
+    "INSERT INTO episodes (run_id, task_id, attempt, name, task_type, status,
+                          agent, output, log_tail, error, duration_ms, finished_at_ms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Adds the statement that inserts episode `ep` to `script`.
+fn insert_episode(script: &mut Script, ep: &EpisodeRecord) {
+    script
+        .statement(INSERT_EPISODE)
+        .bind(ep.run_id.to_string())
+        .bind(ep.task_id.as_str())
+        .bind(i64::from(ep.attempt))
+        .bind(ep.name.as_str())
+        .bind(ep.task_type.as_str())
+        .bind(ep.status.as_str())
+        .bind(ep.agent.as_deref())
+        .bind(ep.output.as_ref().map(|o| o.to_string()))
+        .bind(ep.log_tail.as_deref())
+        .bind(ep.error.as_deref())
+        .bind(ep.duration_ms)
+        .bind(ep.finished_at_ms);
 }
 
 fn episode_from_row(row: &SqliteRow) -> Result<EpisodeRecord, StoreError> {
@@ -496,33 +493,83 @@ async fn ensure_run(tx: &mut Transaction<'_, Sqlite>, run_id: Uuid) -> Result<()
     }
 }
 
-/// Enqueues one tracking call, due at `at_ms`. It is the head of its (run, task) queue when
-/// nothing older of that queue is undelivered (see `is_head` in migration 0005).
-async fn insert_outbox_item(
-    tx: &mut Transaction<'_, Sqlite>,
-    run_id: &str,
-    item: &NewOutboxItem,
-    at_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (run_id, task_id, kind, payload, created_at_ms, next_attempt_at_ms,
-                             is_head)
-         VALUES (?, ?, ?, ?, ?, ?, NOT EXISTS (
-             SELECT 1 FROM outbox
-             WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
-         ))",
-    )
-    .bind(run_id)
-    .bind(&item.task_id)
-    .bind(&item.kind)
-    .bind(item.payload.to_string())
-    .bind(at_ms)
-    .bind(at_ms.saturating_add(i64::from(item.delay_ms)))
-    .bind(run_id)
-    .bind(&item.task_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Enqueues one tracking call. It is the head of its (run, task) queue when nothing older of
+/// that queue is undelivered (see `is_head` in migration 0005).
+const INSERT_OUTBOX_ITEM: &str =
+    "INSERT INTO outbox (run_id, task_id, kind, payload, created_at_ms,
+                        next_attempt_at_ms, is_head)
+    VALUES (?, ?, ?, ?, ?, ? + ?, NOT EXISTS (
+        SELECT 1 FROM outbox
+        WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
+    ))";
+
+/// Enqueues tracking calls given as a JSON array of `{t: task, k: kind, p: payload text,
+/// d: delay}`, in order. A call is the head of its queue when it is the first of its queue in
+/// the array (`row_number`) and no undelivered call of the queue was there before.
+const INSERT_OUTBOX_ITEMS: &str =
+    "INSERT INTO outbox (run_id, task_id, kind, payload, created_at_ms,
+                        next_attempt_at_ms, is_head)
+    SELECT ?, c.task_id, c.kind, c.payload, ?, ? + c.delay_ms,
+           c.nth = 1 AND NOT EXISTS (
+               SELECT 1 FROM outbox AS o
+               WHERE o.delivered_at_ms IS NULL AND o.run_id = ? AND o.task_id IS c.task_id
+           )
+    FROM (
+        SELECT j.key AS ord, j.value ->> 't' AS task_id, j.value ->> 'k' AS kind,
+               j.value ->> 'p' AS payload, j.value ->> 'd' AS delay_ms,
+               row_number() OVER (PARTITION BY j.value ->> 't' ORDER BY j.key) AS nth
+        FROM json_each(?) AS j
+    ) AS c
+    ORDER BY c.ord";
+
+/// Up to this many calls go in one statement each; more go as one array (its window and sort
+/// cost about as much as six single inserts).
+const OUTBOX_ONE_BY_ONE: usize = 8;
+
+/// A call as [`INSERT_OUTBOX_ITEMS`] reads it.
+#[derive(serde::Serialize)]
+struct OutboxCall<'a> {
+    t: Option<&'a str>,
+    k: &'a str,
+    p: String,
+    d: u32,
+}
+
+/// Adds the statements that enqueue tracking calls `items` of `run_id` to `script`, in order,
+/// each due `delay_ms` after `at_ms`.
+fn insert_outbox_items(script: &mut Script, run_id: &str, items: &[NewOutboxItem], at_ms: i64) {
+    if items.len() <= OUTBOX_ONE_BY_ONE {
+        for item in items {
+            script
+                .statement(INSERT_OUTBOX_ITEM)
+                .bind(run_id)
+                .bind(item.task_id.as_deref())
+                .bind(item.kind.as_str())
+                .bind(item.payload.to_string())
+                .bind(at_ms)
+                .bind(at_ms)
+                .bind(i64::from(item.delay_ms))
+                .bind(run_id)
+                .bind(item.task_id.as_deref());
+        }
+        return;
+    }
+    let calls: Vec<OutboxCall<'_>> = items
+        .iter()
+        .map(|i| OutboxCall {
+            t: i.task_id.as_deref(),
+            k: &i.kind,
+            p: i.payload.to_string(),
+            d: i.delay_ms,
+        })
+        .collect();
+    script
+        .statement(INSERT_OUTBOX_ITEMS)
+        .bind(run_id)
+        .bind(at_ms)
+        .bind(at_ms)
+        .bind(run_id)
+        .bind_json(&calls);
 }
 
 /// Marks calls `ids` delivered at `at_ms` in `tx`, and makes each next call of their queues
@@ -651,8 +698,13 @@ impl Store for SqliteStore {
         .bind(holder.expires_at_ms)
         .execute(&mut *tx)
         .await?;
-        for t in tasks {
-            upsert_task(&mut tx, &id, t).await?;
+        // A script per chunk of tasks: one round trip to SQLite's thread each.
+        for chunk in tasks.chunks(TASKS_PER_SCRIPT) {
+            let mut script = Script::default();
+            for t in chunk {
+                upsert_task(&mut script, &id, t);
+            }
+            script.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -663,21 +715,22 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let id = run_id.to_string();
+        // Everything but the run's status in one script: one round trip to SQLite's thread.
+        let mut script = Script::default();
+        for e in &batch.events {
+            append_event(&mut script, &id, e);
+        }
+        for t in &batch.tasks {
+            upsert_task(&mut script, &id, t);
+        }
+        insert_outbox_items(&mut script, &id, &batch.outbox, batch.outbox_at_ms);
+        for ep in &batch.episodes {
+            insert_episode(&mut script, ep);
+        }
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        for e in &batch.events {
-            append_event(&mut tx, &id, e).await?;
-        }
-        for t in &batch.tasks {
-            upsert_task(&mut tx, &id, t).await?;
-        }
-        for item in &batch.outbox {
-            insert_outbox_item(&mut tx, &id, item, batch.outbox_at_ms).await?;
-        }
-        for ep in &batch.episodes {
-            insert_episode(&mut *tx, ep).await?;
-        }
+        script.execute(&mut *tx).await?;
         if let Some((status, finished)) = batch.run_status {
             let done =
                 sqlx::query("UPDATE runs SET status = ?, finished_at_ms = ? WHERE run_id = ?")
@@ -863,7 +916,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_episode(&self, episode: &EpisodeRecord) -> Result<i64, StoreError> {
-        insert_episode(&self.writer, episode).await
+        let mut script = Script::default();
+        insert_episode(&mut script, episode);
+        Ok(script.execute(&self.writer).await?.last_insert_rowid())
     }
 
     async fn search_episodes(
@@ -958,9 +1013,9 @@ impl Store for SqliteStore {
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         ensure_run(&mut tx, run_id).await?;
-        for item in items {
-            insert_outbox_item(&mut tx, &id, item, at_ms).await?;
-        }
+        let mut script = Script::default();
+        insert_outbox_items(&mut script, &id, items, at_ms);
+        script.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2313,6 +2368,102 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap()
+    }
+
+    /// Every undelivered call of `run`, as (task, payload `n`, is_head), in id order.
+    async fn outbox_queue(store: &SqliteStore, run: Uuid) -> Vec<(Option<String>, i64, bool)> {
+        sqlx::query_as::<_, (Option<String>, String, bool)>(
+            "SELECT task_id, payload, is_head FROM outbox
+             WHERE run_id = ? AND delivered_at_ms IS NULL ORDER BY id",
+        )
+        .bind(run.to_string())
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, p, h)| {
+            let p: serde_json::Value = serde_json::from_str(&p).unwrap();
+            (t, p["n"].as_i64().unwrap(), h)
+        })
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn calls_pushed_together_keep_their_order_and_one_head_per_queue() {
+        let (store, id) = store_with_run().await;
+        // More calls than go one statement each (one array), the queues interleaved: a, b,
+        // the workflow.
+        let n = i64::try_from(OUTBOX_ONE_BY_ONE).unwrap() * 5 + 7;
+        let items: Vec<NewOutboxItem> = (0..n)
+            .map(|i| match i % 3 {
+                0 => call(Some("a"), "update_task", i),
+                1 => call(Some("b"), "update_task", i).delayed(50),
+                _ => call(None, "update_task", i),
+            })
+            .collect();
+        store.outbox_push(id, &items, 100).await.unwrap();
+        let queue = outbox_queue(&store, id).await;
+        assert_eq!(
+            queue.iter().map(|(_, n, _)| *n).collect::<Vec<_>>(),
+            (0..n).collect::<Vec<_>>(),
+            "ids follow the order of the push"
+        );
+        let heads: Vec<_> = queue.iter().filter(|(.., h)| *h).collect();
+        assert_eq!(
+            heads,
+            [
+                &(Some("a".to_owned()), 0, true),
+                &(Some("b".to_owned()), 1, true),
+                &(None, 2, true)
+            ],
+            "the first call of each queue is its head"
+        );
+        // b's calls are due 50 ms later than the others.
+        assert_eq!(
+            due(&store, Some(id), 100).await,
+            [q(Some("a"), 0), q(None, 2)]
+        );
+        assert_eq!(
+            due(&store, Some(id), 150).await,
+            [q(Some("a"), 0), q(Some("b"), 1), q(None, 2)]
+        );
+        // A later push (one statement per call): queues with undelivered calls get no second
+        // head, a new queue does.
+        store
+            .outbox_push(
+                id,
+                &[call(Some("a"), "x", 1000), call(Some("c"), "x", 1001)],
+                200,
+            )
+            .await
+            .unwrap();
+        let queue = outbox_queue(&store, id).await;
+        assert_eq!(queue[queue.len() - 2], (Some("a".to_owned()), 1000, false));
+        assert_eq!(queue[queue.len() - 1], (Some("c".to_owned()), 1001, true));
+        // Once a's calls are all delivered, its next call is a head as it is pushed.
+        let a_ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM outbox WHERE run_id = ? AND task_id = 'a'")
+                .bind(id.to_string())
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        store.outbox_delivered(&a_ids, 300).await.unwrap();
+        store
+            .outbox_push(
+                id,
+                &[call(Some("a"), "x", 2000), call(Some("a"), "x", 2001)],
+                300,
+            )
+            .await
+            .unwrap();
+        let queue = outbox_queue(&store, id).await;
+        assert_eq!(
+            queue[queue.len() - 2..],
+            [
+                (Some("a".to_owned()), 2000, true),
+                (Some("a".to_owned()), 2001, false)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -39,6 +39,10 @@ const IN_FLIGHT: usize = 8;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// Longest retry delay of a failed delivery.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Delivered calls are recorded in the store this many at a time (or fewer, at the end of a
+/// round): each record is a short write, so the engine's commits, which share the store's one
+/// writer, never wait long behind one.
+const SETTLE_EVERY: usize = 64;
 /// At most this many updates of a task are merged into one call.
 const MERGE_UPDATES: usize = 32;
 /// At most this many waiting calls are read per round for merging.
@@ -168,29 +172,11 @@ impl Courier {
         Ok(id)
     }
 
-    /// The same courier with its calls on `http` (give it a client of its own: a client's
+    /// The same courier with its rounds on `http` (give it a client of its own: a client's
     /// connections belong to the runtime that made them).
     pub(crate) fn on_thread(mut self, http: Arc<HttpThread>) -> Self {
         self.http = Some(http);
         self
-    }
-
-    /// Runs a call of `client` where this courier's calls run.
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, CortexError>
-    where
-        F: FnOnce(CortexClient) -> Fut,
-        Fut: std::future::Future<Output = Result<T, CortexError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let client = self.client.clone();
-        match &self.http {
-            None => call(client).await,
-            Some(http) => http
-                .handle
-                .spawn(call(client))
-                .await
-                .unwrap_or(Err(CortexError::Stopped)),
-        }
     }
 
     /// The store it delivers from.
@@ -211,7 +197,7 @@ impl Courier {
     /// # Errors
     /// When the store fails.
     pub(crate) async fn deliver_until(
-        &self,
+        self: &Arc<Self>,
         run: Uuid,
         patience: Duration,
         deadline: Option<Instant>,
@@ -248,7 +234,35 @@ impl Courier {
     /// # Errors
     /// When the store fails (nothing is lost: what was not recorded delivered is delivered
     /// again later).
-    pub(crate) async fn round(&self, run: Uuid, ahead: Duration) -> Result<Round, StoreError> {
+    pub(crate) async fn round(
+        self: &Arc<Self>,
+        run: Uuid,
+        ahead: Duration,
+    ) -> Result<Round, StoreError> {
+        let Some(http) = &self.http else {
+            return self.round_here(run, ahead).await;
+        };
+        // The whole round goes to the courier's thread: its HTTP exchanges, their answers and
+        // its store reads wake that thread only, never the engine's workers.
+        let me = Arc::clone(self);
+        match http
+            .handle
+            .spawn(async move { me.round_here(run, ahead).await })
+            .await
+        {
+            Ok(round) => round,
+            // The thread is gone (the bridge is being dropped): nothing was delivered, the
+            // calls stay queued.
+            Err(e) => Ok(Round {
+                unreachable: true,
+                last_error: Some(format!("the cortex tracking thread stopped: {e}")),
+                ..Round::default()
+            }),
+        }
+    }
+
+    /// [`Courier::round`], on the caller's runtime.
+    async fn round_here(&self, run: Uuid, ahead: Duration) -> Result<Round, StoreError> {
         self.rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let horizon = now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
@@ -273,23 +287,27 @@ impl Courier {
             self.settle(&item, outcome, &mut round, &mut settled)
                 .await?;
         }
-        let outcomes: Vec<(OutboxItem, Result<Outcome, Failure>)> =
-            futures_util::stream::iter(tasks)
-                .map(|item| async move {
-                    let outcome = self.deliver(&item, followers).await;
-                    (item, outcome)
-                })
-                .buffer_unordered(IN_FLIGHT)
-                .collect()
-                .await;
-        for (item, outcome) in outcomes {
+        let mut outcomes = futures_util::stream::iter(tasks)
+            .map(|item| async move {
+                let outcome = self.deliver(&item, followers).await;
+                (item, outcome)
+            })
+            .buffer_unordered(IN_FLIGHT);
+        while let Some((item, outcome)) = outcomes.next().await {
             self.settle(&item, outcome, &mut round, &mut settled)
                 .await?;
+            if settled.delivered.len() >= SETTLE_EVERY {
+                self.record(std::mem::take(&mut settled)).await?;
+            }
         }
-        // The tasks' Cortex ids and the delivered calls, all in one transaction: one write a
-        // round, which the engine's commits wait for (a crash before it is covered: the
-        // creates are delivered again, find their tasks and adopt them, and the rest goes
-        // again).
+        self.record(settled).await?;
+        Ok(round)
+    }
+
+    /// Records what was `settled` in the store, in one transaction: the tasks' Cortex ids with
+    /// the creates that made them, and the delivered calls. A crash before it is covered: the
+    /// creates are delivered again, find their tasks and adopt them, and the rest goes again.
+    async fn record(&self, settled: Settled) -> Result<(), StoreError> {
         let (ids, ours): (Vec<CortexIdRecord>, Vec<bool>) = settled.ids.into_iter().unzip();
         let kept = self
             .store
@@ -305,13 +323,12 @@ impl Courier {
             if ours && kept != id.remote_id {
                 // Another delivery won the race: ours is a duplicate.
                 let dup = CortexTaskId(id.remote_id.clone());
-                let deleted = self.call(|c| async move { c.delete_task(&dup).await });
-                if let Err(e) = deleted.await {
+                if let Err(e) = self.client.delete_task(&dup).await {
                     tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
                 }
             }
         }
-        Ok(round)
+        Ok(())
     }
 
     async fn settle(
@@ -433,12 +450,7 @@ impl Courier {
         };
         let (id, ours) = match found {
             Some(id) => (id, false),
-            None => (
-                self.call(|c| async move { c.create_task(&body).await })
-                    .await?
-                    .id,
-                true,
-            ),
+            None => (self.client.create_task(&body).await?.id, true),
         };
         if let Some(task) = task {
             // Recorded with the round's other creates.
@@ -460,9 +472,7 @@ impl Courier {
         }
         if kept != created.as_str() {
             // Another delivery won the race: ours is a duplicate.
-            let dup = created.clone();
-            let deleted = self.call(|c| async move { c.delete_task(&dup).await });
-            if let Err(e) = deleted.await {
+            if let Err(e) = self.client.delete_task(&created).await {
                 tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
             }
         }
@@ -494,8 +504,7 @@ impl Courier {
             overlay(&mut body, later);
             merged.push(next.id);
         }
-        let updated = self.call(|c| async move { c.update_task(&CortexTaskId(id), &body).await });
-        match updated.await {
+        match self.client.update_task(&CortexTaskId(id), &body).await {
             Ok(_) if merged.is_empty() => Ok(Outcome::Delivered),
             Ok(_) => Ok(Outcome::DeliveredWith(merged)),
             Err(e) if e.status() == Some(404) => Ok(Outcome::Dropped(format!(
@@ -533,8 +542,7 @@ impl Courier {
             ..TaskFilter::default()
         };
         // Newest first: the last one seen of each is the oldest.
-        let listed = self.call(|c| async move { c.list_tasks(&filter).await });
-        for t in listed.await? {
+        for t in self.client.list_tasks(&filter).await? {
             if workflow_tags.iter().all(|tag| t.tags.contains(tag)) {
                 map.insert(None, t.id);
             }
@@ -548,8 +556,7 @@ impl Courier {
                 tags: vec![parent_tag(&parent)],
                 ..TaskFilter::default()
             };
-            let listed = self.call(|c| async move { c.list_tasks(&filter).await });
-            for t in listed.await? {
+            for t in self.client.list_tasks(&filter).await? {
                 if let Some(id) = t.tags.iter().find_map(|tag| tag.strip_prefix("axon-task:")) {
                     debug_assert_eq!(task_tag(id), format!("axon-task:{id}"));
                     map.insert(Some(id.to_owned()), t.id.clone());
@@ -573,7 +580,7 @@ pub(crate) struct Delivered {
     pub last_error: Option<String>,
 }
 
-/// What a round settled: calls delivered,and the Cortex ids of the tasks it created or
+/// What a round settled: calls delivered, and the Cortex ids of the tasks it created or
 /// found (with whether it created them).
 #[derive(Default)]
 struct Settled {

@@ -487,7 +487,7 @@ pub async fn deliver_backlog(
             runs
         }
     };
-    let courier = Courier::new(client.clone(), Arc::clone(&store));
+    let courier = Arc::new(Courier::new(client.clone(), Arc::clone(&store)));
     let mut report = DeliveryReport::default();
     for run_id in runs {
         report
@@ -498,7 +498,7 @@ pub async fn deliver_backlog(
 }
 
 async fn deliver_run(
-    courier: &Courier,
+    courier: &Arc<Courier>,
     store: &Arc<dyn Store>,
     server: &str,
     run_id: Uuid,
