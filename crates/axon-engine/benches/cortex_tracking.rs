@@ -25,9 +25,10 @@
 //! updates (enqueued before timing, in a fresh store per iteration).
 //!
 //! After criterion, a summary prints µs per task, the tracking overhead as a ratio of the
-//! same-run `tracking_off`, and the outbox's delivered calls per second; then `ROUNDS` more
-//! rounds of the three runs, rotating which goes first, and the medians of their ratios (on
-//! this noisy 2-core machine the interleaved figures are the ones to trust).
+//! same-run `tracking_off`, and the outbox's delivered calls per second; then `ROUNDS` (12, or
+//! `$AXON_BENCH_ROUNDS`) more rounds of the three runs, rotating which goes first, and the
+//! medians of their ratios (on this noisy 2-core machine the interleaved figures are the ones
+//! to trust).
 //!
 //! Run: `cargo bench -p axon-engine --bench cortex_tracking`. To profile one function, add
 //! `-- --profile-time 20 tracking_on_own_process` (no summary nor interleaved rounds then).
@@ -225,6 +226,15 @@ async fn store(dir: &Path, i: u64) -> Arc<dyn Store> {
 /// Interleaved rounds after criterion.
 const ROUNDS: usize = 12;
 
+/// The interleaved rounds to run: `$AXON_BENCH_ROUNDS`, else [`ROUNDS`].
+fn rounds() -> usize {
+    std::env::var("AXON_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(ROUNDS)
+}
+
 /// Tracking off, or on against one of the servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tracking {
@@ -419,7 +429,8 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
         "{:>5} {:>9} {:>11} {:>8} {:>11} {:>8}",
         "round", "off", "in-process", "on/off", "own proc.", "on/off"
     );
-    for r in 0..ROUNDS {
+    let rounds = rounds();
+    for r in 0..rounds {
         let mut took = [Took::default(); 3];
         for k in 0..3 {
             let which = (r + k) % 3;
@@ -453,11 +464,11 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         let m = median(ratios);
         println!(
-            "median on/off over {ROUNDS} rounds, {label}: {m:.3} ({:+.1}% per task; range {lo:.2}-{hi:.2})",
+            "median on/off over {rounds} rounds, {label}: {m:.3} ({:+.1}% per task; range {lo:.2}-{hi:.2})",
             (m - 1.0) * 100.0
         );
     }
-    let per_run = |d: Duration| d.as_secs_f64() * 1e3 / ROUNDS as f64;
+    let per_run = |d: Duration| d.as_secs_f64() * 1e3 / rounds as f64;
     println!("CPU time per run (mean, ms; the agents' processes not included):");
     for (tracking, (axon, server)) in Tracking::ALL.into_iter().zip(cpu) {
         println!(

@@ -65,6 +65,10 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run with id {0}")]
     NoSuchRun(Uuid),
+    /// The call never reached the store: what was to run it stopped (a runtime shutting
+    /// down). Nothing was read or written.
+    #[error("the store was not reached: {0}")]
+    NotReached(String),
 }
 
 impl StoreError {

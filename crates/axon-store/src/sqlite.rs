@@ -640,20 +640,62 @@ async fn mark_delivered(
     Ok(())
 }
 
-pub(crate) fn outbox_item_from_row(row: &SqliteRow) -> Result<OutboxItem, StoreError> {
-    let run_id: String = row.try_get("run_id")?;
-    let payload: String = row.try_get("payload")?;
+/// The query of the outbox calls an inner `SELECT * FROM outbox ...` finds, as one JSON
+/// array (see [`outbox_items`]).
+macro_rules! outbox_items_json {
+    ($inner:literal) => {
+        concat!(
+            "SELECT json_group_array(json_array(id, run_id, task_id, kind, payload, attempts,
+                                                next_attempt_at_ms, last_error, created_at_ms)
+                                     ORDER BY id)
+             FROM (",
+            $inner,
+            ")"
+        )
+    };
+}
+pub(crate) use outbox_items_json;
+
+/// An outbox call as [`outbox_items_json`] spells it.
+type OutboxRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+);
+
+/// Runs `query` (made with [`outbox_items_json`]) and reads its calls. The calls come as one
+/// row, one JSON array: a row each would be a message each between SQLite's thread and this
+/// one, which cost more than reading them.
+pub(crate) async fn outbox_items<'q>(
+    query: sqlx::query::QueryScalar<'q, Sqlite, String, sqlx::sqlite::SqliteArguments>,
+    pool: &SqlitePool,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    let text = query.fetch_one(pool).await?;
+    let rows: Vec<OutboxRow> = serde_json::from_str(&text)
+        .map_err(|e| corrupt("outbox", format!("unreadable calls: {e}")))?;
+    rows.into_iter().map(outbox_item_from_row).collect()
+}
+
+fn outbox_item_from_row(row: OutboxRow) -> Result<OutboxItem, StoreError> {
+    let (id, run_id, task_id, kind, payload, attempts, next_attempt_at_ms, last_error, created) =
+        row;
     Ok(OutboxItem {
-        id: row.try_get("id")?,
+        id,
         run_id: uuid_of(&run_id, "outbox")?,
-        task_id: row.try_get("task_id")?,
-        kind: row.try_get("kind")?,
+        task_id,
+        kind,
         payload: serde_json::from_str(&payload)
             .map_err(|e| corrupt("outbox", format!("payload is not JSON: {e}")))?,
-        attempts: u32_of(row.try_get("attempts")?, "outbox", "attempts")?,
-        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
-        last_error: row.try_get("last_error")?,
-        created_at_ms: row.try_get("created_at_ms")?,
+        attempts: u32_of(attempts, "outbox", "attempts")?,
+        next_attempt_at_ms,
+        last_error,
+        created_at_ms: created,
     })
 }
 
@@ -1028,31 +1070,23 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutboxItem>, StoreError> {
         // Heads only: at most one per (run, task), the oldest undelivered of its queue. The
         // `is_head = 1` term matches the partial indexes' condition, so they are used.
-        let rows = match run_id {
-            None => {
-                sqlx::query(
-                    "SELECT * FROM outbox WHERE is_head = 1 AND next_attempt_at_ms <= ?
-                     ORDER BY id LIMIT ?",
-                )
-                .bind(now_ms)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Some(run_id) => {
-                sqlx::query(
-                    "SELECT * FROM outbox
-                     WHERE is_head = 1 AND run_id = ? AND next_attempt_at_ms <= ?
-                     ORDER BY id LIMIT ?",
-                )
-                .bind(run_id.to_string())
-                .bind(now_ms)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+        let query = match run_id {
+            None => sqlx::query_scalar(outbox_items_json!(
+                "SELECT * FROM outbox WHERE is_head = 1 AND next_attempt_at_ms <= ?
+                 ORDER BY id LIMIT ?"
+            ))
+            .bind(now_ms)
+            .bind(i64::from(limit)),
+            Some(run_id) => sqlx::query_scalar(outbox_items_json!(
+                "SELECT * FROM outbox
+                 WHERE is_head = 1 AND run_id = ? AND next_attempt_at_ms <= ?
+                 ORDER BY id LIMIT ?"
+            ))
+            .bind(run_id.to_string())
+            .bind(now_ms)
+            .bind(i64::from(limit)),
         };
-        rows.iter().map(outbox_item_from_row).collect()
+        outbox_items(query, &self.pool).await
     }
 
     async fn outbox_delivered(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {

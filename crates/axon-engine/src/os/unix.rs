@@ -37,6 +37,28 @@ pub fn kill_group(pgid: u32) {
     signal_group(pgid, Signal::SIGKILL);
 }
 
+/// Makes the calling thread a background one: on Linux it runs only on CPU time nothing else
+/// wants (`SCHED_IDLE`); elsewhere at the lowest priority of its policy. The thread cannot
+/// raise itself back (that takes privileges), so only threads of background work call it.
+///
+/// # Errors
+/// When the system refuses (the thread keeps its priority).
+pub fn lower_current_thread() -> Result<(), thread_priority::Error> {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    #[cfg(target_os = "linux")]
+    let policy = NormalThreadSchedulePolicy::Idle;
+    #[cfg(not(target_os = "linux"))]
+    let policy = NormalThreadSchedulePolicy::Other;
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(policy),
+    )
+}
+
 /// The process groups of the agents this process is running, for [`kill_all_groups`].
 static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -123,6 +145,33 @@ fn is_zombie(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scheduling policy of the calling thread (field 41 of its `stat`).
+    #[cfg(target_os = "linux")]
+    fn policy_of_this_thread() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name (field 2) may hold spaces: count from the closing parenthesis.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lowered_thread_runs_at_idle_priority_and_others_do_not() {
+        const SCHED_IDLE: u32 = 5;
+        let lowered = std::thread::spawn(|| {
+            lower_current_thread().unwrap();
+            policy_of_this_thread()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, SCHED_IDLE);
+        assert_ne!(
+            policy_of_this_thread(),
+            SCHED_IDLE,
+            "only the calling thread"
+        );
+    }
 
     #[cfg(target_os = "linux")]
     #[test]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 /// Bound values per statement, at most (SQLite allows 32,766).
 pub(super) const CHUNK: usize = 900;
 
-use super::{ensure_run, outbox_item_from_row, placeholders, u32_of, u64_of, uuid_of};
+use super::{ensure_run, outbox_items, outbox_items_json, placeholders, u32_of, u64_of, uuid_of};
 use crate::{CortexIdRecord, CortexSessionRecord, OutboxItem, OutboxRun, StoreError};
 
 pub(super) async fn set_ids(
@@ -107,16 +107,14 @@ pub(super) async fn followers(
     limit: u32,
 ) -> Result<Vec<OutboxItem>, StoreError> {
     // Found through the partial index `outbox_queue` (undelivered calls by run).
-    let rows = sqlx::query(
+    let query = sqlx::query_scalar(outbox_items_json!(
         "SELECT * FROM outbox
          WHERE delivered_at_ms IS NULL AND run_id = ? AND is_head = 0
-         ORDER BY id LIMIT ?",
-    )
+         ORDER BY id LIMIT ?"
+    ))
     .bind(run_id.to_string())
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(outbox_item_from_row).collect()
+    .bind(i64::from(limit));
+    outbox_items(query, pool).await
 }
 
 pub(super) async fn set_server(

@@ -20,6 +20,7 @@ use axon_store::{CortexIdRecord, OutboxItem, Store, StoreError};
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::tracking::{CREATE_TASK, CREATE_WORKFLOW, UPDATE, parent_tag, task_tag, workflow_tags};
@@ -87,9 +88,11 @@ enum Outcome {
 /// the workflow.
 type Found = HashMap<Option<String>, CortexTaskId>;
 
-/// A thread of its own for the courier's HTTP calls (a current-thread runtime): the requests,
-/// and the answers' parsing, never take a turn on the engine's workers, where they would
-/// delay the dispatcher. Stops when dropped.
+/// A background thread of its own for the courier's rounds while a run lives (a current-thread
+/// runtime): the requests, the answers' parsing and the outbox reads never take a turn on the
+/// engine's workers, where they would delay the dispatcher. It runs at background priority
+/// (`SCHED_IDLE` on Linux: only on CPU time nothing else wants), so tracking takes its time
+/// from the gaps of a busy run instead of from the agents and the engine. Stops when dropped.
 pub(crate) struct HttpThread {
     handle: tokio::runtime::Handle,
     /// Dropping it ends the thread's runtime.
@@ -110,6 +113,9 @@ impl HttpThread {
         std::thread::Builder::new()
             .name("axon-cortex-http".into())
             .spawn(move || {
+                if let Err(e) = crate::os::lower_current_thread() {
+                    tracing::debug!(error = %e, "cortex tracking runs at normal priority");
+                }
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
@@ -121,11 +127,31 @@ impl HttpThread {
     }
 }
 
+/// Where a round runs its calls: the HTTP client of its runtime, and where its store writes go.
+#[derive(Clone, Copy)]
+struct Lane<'a> {
+    client: &'a CortexClient,
+    /// The runtime of the round's writes (`None`: the round's own). A background round's
+    /// writes go to a runtime of normal priority: a transaction holds the store's one writer,
+    /// which the engine's commits wait for, and must never wait for a background thread's
+    /// turn on a busy CPU.
+    writes: Option<&'a tokio::runtime::Handle>,
+}
+
+/// The courier's background thread, with the client whose connections live there.
+struct Background {
+    thread: Arc<HttpThread>,
+    client: CortexClient,
+    /// The runtime the courier was made on (the engine's), for the background rounds' writes.
+    writes: tokio::runtime::Handle,
+}
+
 /// Delivers outbox calls to one Cortex server.
 pub(crate) struct Courier {
+    /// The client of rounds on the caller's runtime (the end of a run, `axon cortex sync`).
     client: CortexClient,
-    /// Where its calls run (`None`: on the caller's runtime).
-    http: Option<Arc<HttpThread>>,
+    /// Where the worker's rounds run while a run lives (`None`: on the caller's runtime).
+    background: Option<Background>,
     store: Arc<dyn Store>,
     /// Calls enqueued before this may have reached Cortex unrecorded (their engine died).
     started_ms: i64,
@@ -144,7 +170,7 @@ impl Courier {
     pub(crate) fn new(client: CortexClient, store: Arc<dyn Store>) -> Self {
         Self {
             client,
-            http: None,
+            background: None,
             store,
             started_ms: now_ms(),
             found: Mutex::new(HashMap::new()),
@@ -172,11 +198,44 @@ impl Courier {
         Ok(id)
     }
 
-    /// The same courier with its rounds on `http` (give it a client of its own: a client's
-    /// connections belong to the runtime that made them).
-    pub(crate) fn on_thread(mut self, http: Arc<HttpThread>) -> Self {
-        self.http = Some(http);
+    /// The same courier with its background rounds on `thread`, with `client` (a client of
+    /// its own: a client's connections belong to the runtime that made them). Call it on the
+    /// runtime the background rounds' store writes should run on.
+    pub(crate) fn on_thread(mut self, thread: Arc<HttpThread>, client: CortexClient) -> Self {
+        if let Ok(writes) = tokio::runtime::Handle::try_current() {
+            self.background = Some(Background {
+                thread,
+                client,
+                writes,
+            });
+        }
         self
+    }
+
+    /// The lane of rounds on the caller's runtime.
+    fn here(&self) -> Lane<'_> {
+        Lane {
+            client: &self.client,
+            writes: None,
+        }
+    }
+
+    /// Runs store write `write` where `lane` says.
+    async fn write<T, F, Fut>(&self, lane: Lane<'_>, write: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        match lane.writes {
+            None => write(store).await,
+            Some(runtime) => runtime.spawn(write(store)).await.unwrap_or_else(|e| {
+                Err(StoreError::NotReached(format!(
+                    "the engine's runtime stopped: {e}"
+                )))
+            }),
+        }
     }
 
     /// The store it delivers from.
@@ -192,7 +251,9 @@ impl Courier {
     /// Delivers `run`'s calls round after round until none is left, Cortex cannot be reached,
     /// no round delivered anything for `patience`, or `deadline` passes. What would be due
     /// within `patience` (or before the deadline) goes at once: this is the last chance a run
-    /// gives its calls, or a sync of a run whose engine is gone.
+    /// gives its calls, or a sync of a run whose engine is gone. The rounds run on the
+    /// caller's runtime, at its priority (the caller waits for them), or with `background` as
+    /// [`Courier::background_round`] runs them.
     ///
     /// # Errors
     /// When the store fails.
@@ -201,6 +262,7 @@ impl Courier {
         run: Uuid,
         patience: Duration,
         deadline: Option<Instant>,
+        background: bool,
     ) -> Result<Delivered, StoreError> {
         let mut done = Delivered::default();
         let mut last_progress = Instant::now();
@@ -211,7 +273,13 @@ impl Courier {
                 return Ok(done);
             }
             let ahead = deadline.map_or(patience, |d| patience.min(d - now));
-            let round = self.round(run, ahead).await?;
+            let round = if background {
+                self.background_round(run, ahead, &CancellationToken::new())
+                    .await?
+            } else {
+                self.round_in(self.here(), run, ahead, &CancellationToken::new())
+                    .await?
+            };
             done.delivered += round.delivered as u64;
             if round.last_error.is_some() {
                 done.last_error = round.last_error;
@@ -229,27 +297,38 @@ impl Courier {
         }
     }
 
-    /// Delivers what of `run` is due `ahead` from now (zero: what is due now), once.
+    /// Delivers what of `run` is due `ahead` from now (zero: what is due now), once, in the
+    /// background: on the courier's thread if it has one. Once `stop` is cancelled the round
+    /// takes no more calls: it ends when those in flight are answered and recorded (a thread
+    /// of background priority may get little CPU time, and whoever stops it waits for it).
     ///
     /// # Errors
     /// When the store fails (nothing is lost: what was not recorded delivered is delivered
     /// again later).
-    pub(crate) async fn round(
+    pub(crate) async fn background_round(
         self: &Arc<Self>,
         run: Uuid,
         ahead: Duration,
+        stop: &CancellationToken,
     ) -> Result<Round, StoreError> {
-        let Some(http) = &self.http else {
-            return self.round_here(run, ahead).await;
+        let Some(background) = &self.background else {
+            return self.round_in(self.here(), run, ahead, stop).await;
         };
+        let stop = stop.clone();
         // The whole round goes to the courier's thread: its HTTP exchanges, their answers and
         // its store reads wake that thread only, never the engine's workers.
         let me = Arc::clone(self);
-        match http
-            .handle
-            .spawn(async move { me.round_here(run, ahead).await })
-            .await
-        {
+        let round = background.thread.handle.spawn(async move {
+            let Some(background) = &me.background else {
+                return Ok(Round::default());
+            };
+            let lane = Lane {
+                client: &background.client,
+                writes: Some(&background.writes),
+            };
+            me.round_in(lane, run, ahead, &stop).await
+        });
+        match round.await {
             Ok(round) => round,
             // The thread is gone (the bridge is being dropped): nothing was delivered, the
             // calls stay queued.
@@ -261,8 +340,15 @@ impl Courier {
         }
     }
 
-    /// [`Courier::round`], on the caller's runtime.
-    async fn round_here(&self, run: Uuid, ahead: Duration) -> Result<Round, StoreError> {
+    /// Delivers what of `run` is due `ahead` from now (zero: what is due now), once, in `lane`,
+    /// taking no more calls once `stop` is cancelled.
+    async fn round_in(
+        &self,
+        lane: Lane<'_>,
+        run: Uuid,
+        ahead: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Round, StoreError> {
         self.rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let horizon = now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
@@ -283,35 +369,40 @@ impl Courier {
             due.into_iter().partition(|i| i.task_id.is_none());
         let mut settled = Settled::default();
         for item in workflow {
-            let outcome = self.deliver(&item, followers).await;
-            self.settle(&item, outcome, &mut round, &mut settled)
+            let outcome = self.deliver(lane, &item, followers).await;
+            self.settle(lane, &item, outcome, &mut round, &mut settled)
                 .await?;
         }
-        let mut outcomes = futures_util::stream::iter(tasks)
+        let outcomes = futures_util::stream::iter(tasks)
+            .take_until(stop.cancelled())
             .map(|item| async move {
-                let outcome = self.deliver(&item, followers).await;
+                let outcome = self.deliver(lane, &item, followers).await;
                 (item, outcome)
             })
             .buffer_unordered(IN_FLIGHT);
+        let mut outcomes = std::pin::pin!(outcomes);
         while let Some((item, outcome)) = outcomes.next().await {
-            self.settle(&item, outcome, &mut round, &mut settled)
+            self.settle(lane, &item, outcome, &mut round, &mut settled)
                 .await?;
             if settled.delivered.len() >= SETTLE_EVERY {
-                self.record(std::mem::take(&mut settled)).await?;
+                self.record(lane, std::mem::take(&mut settled)).await?;
             }
         }
-        self.record(settled).await?;
+        self.record(lane, settled).await?;
         Ok(round)
     }
 
     /// Records what was `settled` in the store, in one transaction: the tasks' Cortex ids with
     /// the creates that made them, and the delivered calls. A crash before it is covered: the
     /// creates are delivered again, find their tasks and adopt them, and the rest goes again.
-    async fn record(&self, settled: Settled) -> Result<(), StoreError> {
+    async fn record(&self, lane: Lane<'_>, settled: Settled) -> Result<(), StoreError> {
         let (ids, ours): (Vec<CortexIdRecord>, Vec<bool>) = settled.ids.into_iter().unzip();
-        let kept = self
-            .store
-            .outbox_settle(&ids, &settled.delivered, now_ms())
+        let delivered = settled.delivered;
+        let (ids, kept) = self
+            .write(lane, |store| async move {
+                let kept = store.outbox_settle(&ids, &delivered, now_ms()).await?;
+                Ok((ids, kept))
+            })
             .await?;
         {
             let mut known = self.known_ids();
@@ -323,7 +414,7 @@ impl Courier {
             if ours && kept != id.remote_id {
                 // Another delivery won the race: ours is a duplicate.
                 let dup = CortexTaskId(id.remote_id.clone());
-                if let Err(e) = self.client.delete_task(&dup).await {
+                if let Err(e) = lane.client.delete_task(&dup).await {
                     tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
                 }
             }
@@ -333,6 +424,7 @@ impl Courier {
 
     async fn settle(
         &self,
+        lane: Lane<'_>,
         item: &OutboxItem,
         outcome: Result<Outcome, Failure>,
         round: &mut Round,
@@ -391,32 +483,42 @@ impl Courier {
         };
         round.failed += 1;
         let due = now_ms() + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
-        self.store.outbox_retry_later(item.id, &reason, due).await?;
+        let (id, why) = (item.id, reason.clone());
+        self.write(lane, |store| async move {
+            store.outbox_retry_later(id, &why, due).await
+        })
+        .await?;
         round.last_error = Some(reason);
         Ok(())
     }
 
     async fn deliver(
         &self,
+        lane: Lane<'_>,
         item: &OutboxItem,
         followers: &HashMap<Option<String>, Vec<OutboxItem>>,
     ) -> Result<Outcome, Failure> {
         match item.kind.as_str() {
-            CREATE_WORKFLOW => self.create(item, None).await,
+            CREATE_WORKFLOW => self.create(lane, item, None).await,
             CREATE_TASK => match &item.task_id {
-                Some(task) => self.create(item, Some(task)).await,
+                Some(task) => self.create(lane, item, Some(task)).await,
                 None => Ok(Outcome::Dropped("a task create without a task".into())),
             },
             UPDATE => {
                 let behind = followers.get(&item.task_id).map_or(&[][..], Vec::as_slice);
-                self.update(item, behind).await
+                self.update(lane, item, behind).await
             }
             other => Ok(Outcome::Dropped(format!("unknown call `{other}`"))),
         }
     }
 
     /// Creates the Cortex task of the workflow (`task` `None`) or of a task, unless it exists.
-    async fn create(&self, item: &OutboxItem, task: Option<&str>) -> Result<Outcome, Failure> {
+    async fn create(
+        &self,
+        lane: Lane<'_>,
+        item: &OutboxItem,
+        task: Option<&str>,
+    ) -> Result<Outcome, Failure> {
         let run = item.run_id;
         // An earlier delivery may have created it without our knowing: a create that failed
         // before, or one enqueued before this courier started (by an engine that died).
@@ -444,13 +546,13 @@ impl Courier {
             body.tags.insert(0, parent_tag(&parent));
         }
         let found = if suspect {
-            self.find(run, task, item.attempts > 0).await?
+            self.find(lane, run, task, item.attempts > 0).await?
         } else {
             None
         };
         let (id, ours) = match found {
             Some(id) => (id, false),
-            None => (self.client.create_task(&body).await?.id, true),
+            None => (lane.client.create_task(&body).await?.id, true),
         };
         if let Some(task) = task {
             // Recorded with the round's other creates.
@@ -462,9 +564,11 @@ impl Courier {
         }
         // The workflow's id is recorded at once: its tasks' creates need it as their parent.
         let created = id;
+        let new = created.0.clone();
         let kept = self
-            .store
-            .set_cortex_id(run, None, created.as_str())
+            .write(lane, |store| async move {
+                store.set_cortex_id(run, None, &new).await
+            })
             .await?;
         self.known_ids().insert((run, None), kept.clone());
         if !ours {
@@ -472,7 +576,7 @@ impl Courier {
         }
         if kept != created.as_str() {
             // Another delivery won the race: ours is a duplicate.
-            if let Err(e) = self.client.delete_task(&created).await {
+            if let Err(e) = lane.client.delete_task(&created).await {
                 tracing::warn!(error = %e, "could not delete a duplicate Cortex task");
             }
         }
@@ -480,7 +584,12 @@ impl Courier {
     }
 
     /// Delivers update `item` with the updates right `behind` it in its queue merged in.
-    async fn update(&self, item: &OutboxItem, behind: &[OutboxItem]) -> Result<Outcome, Failure> {
+    async fn update(
+        &self,
+        lane: Lane<'_>,
+        item: &OutboxItem,
+        behind: &[OutboxItem],
+    ) -> Result<Outcome, Failure> {
         let task = item.task_id.as_deref();
         // The create is older in the same queue: it was delivered, or dropped for good.
         let Some(id) = self.cortex_id(item.run_id, task).await? else {
@@ -504,7 +613,7 @@ impl Courier {
             overlay(&mut body, later);
             merged.push(next.id);
         }
-        match self.client.update_task(&CortexTaskId(id), &body).await {
+        match lane.client.update_task(&CortexTaskId(id), &body).await {
             Ok(_) if merged.is_empty() => Ok(Outcome::Delivered),
             Ok(_) => Ok(Outcome::DeliveredWith(merged)),
             Err(e) if e.status() == Some(404) => Ok(Outcome::Dropped(format!(
@@ -520,6 +629,7 @@ impl Courier {
     /// or again when `fresh`.
     async fn find(
         &self,
+        lane: Lane<'_>,
         run: Uuid,
         task: Option<&str>,
         fresh: bool,
@@ -542,7 +652,7 @@ impl Courier {
             ..TaskFilter::default()
         };
         // Newest first: the last one seen of each is the oldest.
-        for t in self.client.list_tasks(&filter).await? {
+        for t in lane.client.list_tasks(&filter).await? {
             if workflow_tags.iter().all(|tag| t.tags.contains(tag)) {
                 map.insert(None, t.id);
             }
@@ -556,7 +666,7 @@ impl Courier {
                 tags: vec![parent_tag(&parent)],
                 ..TaskFilter::default()
             };
-            for t in self.client.list_tasks(&filter).await? {
+            for t in lane.client.list_tasks(&filter).await? {
                 if let Some(id) = t.tags.iter().find_map(|tag| tag.strip_prefix("axon-task:")) {
                     debug_assert_eq!(task_tag(id), format!("axon-task:{id}"));
                     map.insert(Some(id.to_owned()), t.id.clone());

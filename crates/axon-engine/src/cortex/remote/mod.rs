@@ -343,10 +343,10 @@ impl CortexBridge for HttpCortex {
         let worker = if roles.tracking {
             // Made first: what it finds enqueued before it was a previous engine's (and may
             // have reached Cortex unrecorded), what is enqueued now is its own.
+            let courier = Courier::new(self.client.clone(), Arc::clone(&self.store));
             let courier = match &self.courier_http {
-                Some((client, thread)) => Courier::new(client.clone(), Arc::clone(&self.store))
-                    .on_thread(Arc::clone(thread)),
-                None => Courier::new(self.client.clone(), Arc::clone(&self.store)),
+                Some((client, thread)) => courier.on_thread(Arc::clone(thread), client.clone()),
+                None => courier,
             };
             let courier = Arc::new(courier);
             self.enqueue_creates(info).await.map_err(store_error)?;
@@ -492,17 +492,20 @@ pub async fn deliver_backlog(
     for run_id in runs {
         report
             .runs
-            .push(deliver_run(&courier, &store, &server, run_id, patience).await?);
+            .push(deliver_run(&courier, &store, &server, run_id, patience, false).await?);
     }
     Ok(report)
 }
 
+/// Delivers `run_id`'s backlog (in the background while a run of this engine lives, with
+/// `background`) and deletes the Cortex sessions its dead engine left.
 async fn deliver_run(
     courier: &Arc<Courier>,
     store: &Arc<dyn Store>,
     server: &str,
     run_id: Uuid,
     patience: Duration,
+    background: bool,
 ) -> Result<RunDelivery, BridgeError> {
     let mut done = RunDelivery {
         run_id,
@@ -536,7 +539,7 @@ async fn deliver_run(
         return Ok(done);
     }
     let delivered = courier
-        .deliver_until(run_id, patience, None)
+        .deliver_until(run_id, patience, None, background)
         .await
         .map_err(store_error)?;
     done.delivered = delivered.delivered;

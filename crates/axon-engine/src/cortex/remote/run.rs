@@ -69,7 +69,10 @@ async fn work(courier: Arc<Courier>, run_id: Uuid, stop: CancellationToken) {
     // A round is never cut short: one dropped between a create's answer and the recording of
     // its id would create the task again.
     while !stop.is_cancelled() {
-        let full = match courier.round(run_id, Duration::ZERO).await {
+        let full = match courier
+            .background_round(run_id, Duration::ZERO, &stop)
+            .await
+        {
             Ok(r) => r.full,
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "cortex tracking: the outbox is unreadable");
@@ -113,7 +116,15 @@ async fn deliver_others(courier: Arc<Courier>, run_id: Uuid) {
         if other.run_id == run_id || other.server.as_deref() != Some(server.as_str()) {
             continue;
         }
-        match super::deliver_run(&courier, &store, &server, other.run_id, BACKLOG_PATIENCE).await {
+        let delivered = super::deliver_run(
+            &courier,
+            &store,
+            &server,
+            other.run_id,
+            BACKLOG_PATIENCE,
+            true,
+        );
+        match delivered.await {
             Ok(done) if done.left > 0 => break, // Cortex struggles: leave the rest for later
             Ok(_) => {}
             Err(e) => {
@@ -465,7 +476,7 @@ impl RunBridge for RemoteRun {
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let (left, last_error) = match worker
             .courier
-            .deliver_until(self.run_id, self.drain_timeout, Some(deadline))
+            .deliver_until(self.run_id, self.drain_timeout, Some(deadline), false)
             .await
         {
             Ok(d) => (Some(d.left), d.last_error),
