@@ -93,17 +93,20 @@ mod tests {
     use super::*;
     use sqlx::sqlite::SqlitePoolOptions;
 
-    #[tokio::test]
-    async fn statements_run_in_order_with_their_own_arguments() {
+    /// A database of one connection, with `table` created.
+    async fn pool_with(table: &'static str) -> sqlx::SqlitePool {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE t (a INTEGER, b TEXT)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(table).execute(&pool).await.unwrap();
+        pool
+    }
+
+    #[tokio::test]
+    async fn statements_run_in_order_with_their_own_arguments() {
+        let pool = pool_with("CREATE TABLE t (a INTEGER, b TEXT)").await;
         let mut tx = pool.begin().await.unwrap();
         let mut s = Script::default();
         assert!(s.is_empty());
@@ -127,15 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_statement_stops_the_script_and_its_transaction_rolls_back() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (a INTEGER PRIMARY KEY)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let pool = pool_with("CREATE TABLE t (a INTEGER PRIMARY KEY)").await;
         let mut tx = pool.begin().await.unwrap();
         let mut s = Script::default();
         s.statement("INSERT INTO t (a) VALUES (?)").bind(1_i64);
