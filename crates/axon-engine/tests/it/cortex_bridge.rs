@@ -195,6 +195,45 @@ async fn a_run_is_tracked_as_one_workflow_task_with_one_linked_task_per_axon_tas
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_while_its_tasks_are_still_being_created_creates_each_once() {
+    let rig = Rig::new().await;
+    // Every task call takes 100 ms: the courier's first round, 41 creates 8 at a time, outlasts
+    // the run (40 tasks of 30 ms, 4 at a time), which then stops it with creates in flight
+    // and delivers the rest itself.
+    rig.cortex
+        .faults()
+        .on("/api/v1/tasks")
+        .set_delay(Duration::from_millis(100));
+    let mut config = rig.config();
+    config.roles = CortexRoles {
+        tracking: true,
+        memory: false,
+        sessions: false,
+    };
+    let engine = rig.engine(config).await;
+    let mut wf = WorkflowBuilder::new("Many").description("forty tasks");
+    for i in 0..40 {
+        wf = wf.task(task(&format!("t{i}")).input(json!({ "ms": 30 })));
+    }
+    let (report, notices) = rig.run(&engine, wf.build().unwrap()).await;
+    assert_eq!(report.status.as_str(), "succeeded");
+    assert_eq!(
+        rig.requests("POST", "/api/v1/tasks"),
+        41,
+        "each create once"
+    );
+    let state = rig.cortex.state();
+    assert_eq!(state.tasks.len(), 41);
+    assert!(
+        state.tasks.iter().all(|t| t.status == FakeStatus::Done),
+        "{:#?}",
+        state.tasks
+    );
+    let counts = rig.store.outbox_counts(report.run_id).await.unwrap();
+    assert!(counts.is_empty(), "{counts:?} {notices:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_gets_a_session_that_is_merged_on_success_and_always_deleted() {
     let rig = Rig::new().await;
     let engine = rig.engine(rig.config()).await;
