@@ -198,9 +198,6 @@ pub enum CortexError {
         #[source]
         source: Option<serde_json::Error>,
     },
-    /// The thread that carries the call stopped before answering (Axon is shutting down).
-    #[error("the cortex http thread stopped")]
-    Stopped,
 }
 
 impl CortexError {
@@ -220,11 +217,9 @@ impl CortexError {
             | Self::ConnectionLost { .. } => ErrorType::Network,
             Self::Unhealthy { .. } => ErrorType::ServiceUnavailable,
             Self::InvalidRequest { .. } => ErrorType::InvalidInput,
-            Self::Config { .. }
-            | Self::Client(_)
-            | Self::Tls { .. }
-            | Self::Contract { .. }
-            | Self::Stopped => ErrorType::SystemError,
+            Self::Config { .. } | Self::Client(_) | Self::Tls { .. } | Self::Contract { .. } => {
+                ErrorType::SystemError
+            }
             Self::Status { at, status } => match status.status {
                 408 => ErrorType::Network,
                 429 | 502 | 503 | 504 => ErrorType::ServiceUnavailable,
@@ -293,9 +288,7 @@ impl CortexError {
             | Self::Status { at, .. }
             | Self::Unhealthy { at, .. }
             | Self::Contract { at, .. } => Some(at),
-            Self::Config { .. } | Self::Client(_) | Self::InvalidRequest { .. } | Self::Stopped => {
-                None
-            }
+            Self::Config { .. } | Self::Client(_) | Self::InvalidRequest { .. } => None,
         }
     }
 }
