@@ -426,7 +426,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::NoSuchRun`] when a run does not exist (nothing is recorded then).
     async fn set_cortex_ids(&self, ids: &[CortexIdRecord]) -> Result<Vec<String>, StoreError>;
 
-    /// What a courier's round settles, at once: records `cortex_ids` as
+    /// What a courier settles at once: records `cortex_ids` as
     /// [`Store::set_cortex_ids`] does (returning the ids now recorded, in order), and marks
     /// `delivered` as [`Store::outbox_delivered`] does at `at_ms`. A store that can do both in
     /// one transaction should: it is one write (and one sync to disk) instead of two.

@@ -498,7 +498,7 @@ async fn ensure_run(tx: &mut Transaction<'_, Sqlite>, run_id: Uuid) -> Result<()
 const INSERT_OUTBOX_ITEM: &str =
     "INSERT INTO outbox (run_id, task_id, kind, payload, created_at_ms,
                         next_attempt_at_ms, is_head)
-    VALUES (?, ?, ?, ?, ?, ? + ?, NOT EXISTS (
+    VALUES (?, ?, ?, ?, ?, ?, NOT EXISTS (
         SELECT 1 FROM outbox
         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS ?
     ))";
@@ -547,8 +547,7 @@ fn insert_outbox_items(script: &mut Script, run_id: &str, items: &[NewOutboxItem
                 .bind(item.kind.as_str())
                 .bind(item.payload.to_string())
                 .bind(at_ms)
-                .bind(at_ms)
-                .bind(i64::from(item.delay_ms))
+                .bind(at_ms.saturating_add(i64::from(item.delay_ms)))
                 .bind(run_id)
                 .bind(item.task_id.as_deref());
         }
@@ -1110,8 +1109,8 @@ impl Store for SqliteStore {
         if cortex_ids.is_empty() && delivered.is_empty() {
             return Ok(Vec::new());
         }
-        // One transaction (one lock taken, one sync to disk) for a courier's whole round.
-        // IMMEDIATE: take the write lock up front (see `outbox_delivered`).
+        // One transaction (one lock taken, one sync to disk) for what a courier settles at
+        // once. IMMEDIATE: take the write lock up front (see `outbox_delivered`).
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let kept = if cortex_ids.is_empty() {
             Vec::new()
@@ -1949,15 +1948,23 @@ mod tests {
             }
         }
         // Every way of finding the answer was taken, and proved it.
-        for plan in [
-            Plan::OneWord,
-            Plan::RareOnly,
-            Plan::RareSide,
-            Plan::EveryFrequentWord,
-            Plan::Groups,
-            Plan::Fallback,
-        ] {
-            assert!(plans.contains_key(&plan), "{plan:?} never taken: {plans:?}");
+        assert_every_plan(&plans, &EVERY_PLAN, "taken");
+    }
+
+    /// Every plan a search can take, the fallback last.
+    const EVERY_PLAN: [Plan; 6] = [
+        Plan::OneWord,
+        Plan::RareOnly,
+        Plan::RareSide,
+        Plan::EveryFrequentWord,
+        Plan::Groups,
+        Plan::Fallback,
+    ];
+
+    /// Asserts that each plan of `wanted` is counted in `plans` (`what` it was: taken, split).
+    fn assert_every_plan(plans: &HashMap<Plan, usize>, wanted: &[Plan], what: &str) {
+        for plan in wanted {
+            assert!(plans.contains_key(plan), "{plan:?} never {what}: {plans:?}");
         }
     }
 
@@ -2038,15 +2045,8 @@ mod tests {
         }
         assert!(splits > 500, "{splits} rankings split");
         assert_eq!(parts_used.len(), 2, "{parts_used:?}");
-        for plan in [
-            Plan::OneWord,
-            Plan::RareOnly,
-            Plan::RareSide,
-            Plan::EveryFrequentWord,
-            Plan::Groups,
-        ] {
-            assert!(plans.contains_key(&plan), "{plan:?} never split: {plans:?}");
-        }
+        // Every plan but the fallback (the last) was split.
+        assert_every_plan(&plans, &EVERY_PLAN[..5], "split");
     }
 
     #[tokio::test]

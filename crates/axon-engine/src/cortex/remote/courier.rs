@@ -315,16 +315,14 @@ impl Courier {
             return self.round_in(self.here(), run, ahead, stop).await;
         };
         let stop = stop.clone();
+        let (client, writes) = (background.client.clone(), background.writes.clone());
         // The whole round goes to the courier's thread: its HTTP exchanges, their answers and
         // its store reads wake that thread only, never the engine's workers.
         let me = Arc::clone(self);
         let round = background.thread.handle.spawn(async move {
-            let Some(background) = &me.background else {
-                return Ok(Round::default());
-            };
             let lane = Lane {
-                client: &background.client,
-                writes: Some(&background.writes),
+                client: &client,
+                writes: Some(&writes),
             };
             me.round_in(lane, run, ahead, &stop).await
         });

@@ -66,8 +66,9 @@ impl Worker {
 
 async fn work(courier: Arc<Courier>, run_id: Uuid, stop: CancellationToken) {
     let mut backlog: Option<JoinHandle<()>> = None;
-    // A round is never cut short: one dropped between a create's answer and the recording of
-    // its id would create the task again.
+    // A round is never dropped: one dropped between a create's answer and the recording of
+    // its id would create the task again. A stopped one takes no more calls and records
+    // those in flight.
     while !stop.is_cancelled() {
         let full = match courier
             .background_round(run_id, Duration::ZERO, &stop)
