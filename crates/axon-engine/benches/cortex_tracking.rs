@@ -28,7 +28,9 @@
 //! same-run `tracking_off`, and the outbox's delivered calls per second; then `ROUNDS` (12, or
 //! `$AXON_BENCH_ROUNDS`) more rounds of the three runs, rotating which goes first, and the
 //! medians of their ratios (on this noisy 2-core machine the interleaved figures are the ones
-//! to trust).
+//! to trust), with the mean CPU time per run of Axon and of the server, and of the bench's
+//! threads by name (the engine's runtime workers, SQLite's threads, the courier's thread, the
+//! main thread, which runs the engine's dispatcher).
 //!
 //! Run: `cargo bench -p axon-engine --bench cortex_tracking`. To profile one function, add
 //! `-- --profile-time 20 tracking_on_own_process` (no summary nor interleaved rounds then).
@@ -316,6 +318,37 @@ impl Cpu {
     }
 }
 
+/// CPU time used so far by each thread of the bench's process still alive, by thread id,
+/// with the thread's name.
+fn threads_cpu() -> BTreeMap<String, (String, Duration)> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let tid = t.file_name().to_string_lossy().into_owned();
+            (
+                tid,
+                (name.trim().to_owned(), cpu_of(&t.path().join("stat"))),
+            )
+        })
+        .collect()
+}
+
+/// CPU time used by the threads of each name between `before` and `after`.
+fn threads_since(
+    before: &BTreeMap<String, (String, Duration)>,
+    after: &BTreeMap<String, (String, Duration)>,
+) -> BTreeMap<String, Duration> {
+    let mut by_name = BTreeMap::new();
+    for (tid, (name, cpu)) in after {
+        let was = before.get(tid).map_or(Duration::ZERO, |(_, c)| *c);
+        *by_name.entry(name.clone()).or_insert(Duration::ZERO) += cpu.saturating_sub(was);
+    }
+    by_name
+}
+
 /// User plus system time of a `/proc/.../stat` file (fields 14 and 15, in 10 ms ticks).
 fn cpu_of(stat: &Path) -> Duration {
     let ticks = std::fs::read_to_string(stat).ok().and_then(|s| {
@@ -327,7 +360,7 @@ fn cpu_of(stat: &Path) -> Duration {
 }
 
 /// What one run took.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Took {
     /// Wall-clock time until `run` returned.
     wall: Duration,
@@ -335,6 +368,8 @@ struct Took {
     axon_cpu: Duration,
     /// CPU time the server used meanwhile.
     server_cpu: Duration,
+    /// CPU time the bench's threads used meanwhile, by thread name.
+    threads: BTreeMap<String, Duration>,
 }
 
 /// One run of the workload with `tracking`, in a fresh store `i` in `dir`.
@@ -357,10 +392,12 @@ async fn one_run(dir: &Path, i: u64, tracking: Tracking, servers: &Servers) -> T
         .with_store(Arc::clone(&store))
         .with_cortex(bridge);
     let cpu = Cpu::now(servers);
+    let threads = threads_cpu();
     let start = Instant::now();
     let report = engine.run(workflow, opts).await.expect("the run ends");
     let wall = start.elapsed();
     let (axon_cpu, server_cpu) = Cpu::now(servers).since(cpu, tracking);
+    let threads = threads_since(&threads, &threads_cpu());
     assert_eq!(report.totals.succeeded as usize, N);
     if let Tracking::On(server) = tracking {
         let owed = store.outbox_counts(report.run_id).await.expect("counts");
@@ -371,6 +408,7 @@ async fn one_run(dir: &Path, i: u64, tracking: Tracking, servers: &Servers) -> T
         wall,
         axon_cpu,
         server_cpu,
+        threads,
     }
 }
 
@@ -421,6 +459,7 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut ratios = [Vec::new(), Vec::new()];
     let mut cpu = [(Duration::ZERO, Duration::ZERO); 3];
+    let mut threads: [BTreeMap<String, Duration>; 3] = Default::default();
     println!(
         "\nInterleaved rounds ({N} tasks each; ms; the own process at {}):",
         servers.own_process.priority
@@ -431,25 +470,28 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
     );
     let rounds = rounds();
     for r in 0..rounds {
-        let mut took = [Took::default(); 3];
+        let mut took: [Took; 3] = Default::default();
         for k in 0..3 {
             let which = (r + k) % 3;
             let i = 2_000_000 + (r * 3 + k) as u64;
             took[which] = rt.block_on(one_run(dir.path(), i, Tracking::ALL[which], servers));
             cpu[which].0 += took[which].axon_cpu;
             cpu[which].1 += took[which].server_cpu;
+            for (name, used) in &took[which].threads {
+                *threads[which].entry(name.clone()).or_default() += *used;
+            }
         }
-        let ms = |t: Took| t.wall.as_secs_f64() * 1e3;
-        let ratio = |t: Took| t.wall.as_secs_f64() / took[0].wall.as_secs_f64();
-        ratios[0].push(ratio(took[1]));
-        ratios[1].push(ratio(took[2]));
+        let ms = |t: &Took| t.wall.as_secs_f64() * 1e3;
+        let ratio = |t: &Took| t.wall.as_secs_f64() / took[0].wall.as_secs_f64();
+        ratios[0].push(ratio(&took[1]));
+        ratios[1].push(ratio(&took[2]));
         println!(
             "{r:>5} {:>9.1} {:>11.1} {:>8.3} {:>11.1} {:>8.3}",
-            ms(took[0]),
-            ms(took[1]),
-            ratio(took[1]),
-            ms(took[2]),
-            ratio(took[2])
+            ms(&took[0]),
+            ms(&took[1]),
+            ratio(&took[1]),
+            ms(&took[2]),
+            ratio(&took[2])
         );
     }
     for (label, ratios) in [
@@ -476,6 +518,23 @@ fn interleaved(rt: &tokio::runtime::Runtime, servers: &Servers) {
             tracking.name(),
             per_run(axon),
             per_run(server)
+        );
+    }
+    println!(
+        "CPU time per run by thread name (mean, ms; threads that ended during a run not included):"
+    );
+    let names: BTreeSet<&String> = threads.iter().flat_map(|t| t.keys()).collect();
+    for name in names {
+        let used =
+            |t: &BTreeMap<String, Duration>| per_run(t.get(name).copied().unwrap_or_default());
+        println!(
+            "  {name:<20} {:>7.0} {:>7.0} {:>7.0}   ({}, {}, {})",
+            used(&threads[0]),
+            used(&threads[1]),
+            used(&threads[2]),
+            Tracking::ALL[0].name(),
+            Tracking::ALL[1].name(),
+            Tracking::ALL[2].name()
         );
     }
     println!("load average now {}", common::load_average());
