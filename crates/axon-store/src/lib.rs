@@ -375,8 +375,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError>;
 
-    /// Marks calls delivered at `at_ms`. Ids already delivered or unknown are ignored.
-    async fn outbox_delivered(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError>;
+    /// Marks calls delivered: they leave the outbox, and the next call of each of their queues
+    /// becomes its head. Ids already delivered or unknown are ignored.
+    async fn outbox_delivered(&self, ids: &[i64]) -> Result<(), StoreError>;
 
     /// Records a failed delivery of a call: counts the attempt, keeps `error`, and makes the
     /// call due again at `next_attempt_at_ms` (the caller computes the backoff). A call
@@ -428,8 +429,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// What a courier settles at once: records `cortex_ids` as
     /// [`Store::set_cortex_ids`] does (returning the ids now recorded, in order), and marks
-    /// `delivered` as [`Store::outbox_delivered`] does at `at_ms`. A store that can do both in
-    /// one transaction should: it is one write (and one sync to disk) instead of two.
+    /// `delivered` as [`Store::outbox_delivered`] does. A store that can do both in one
+    /// transaction should: it is one write (and one sync to disk) instead of two.
     ///
     /// # Errors
     ///
@@ -439,14 +440,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         cortex_ids: &[CortexIdRecord],
         delivered: &[i64],
-        at_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         let kept = if cortex_ids.is_empty() {
             Vec::new()
         } else {
             self.set_cortex_ids(cortex_ids).await?
         };
-        self.outbox_delivered(delivered, at_ms).await?;
+        self.outbox_delivered(delivered).await?;
         Ok(kept)
     }
 
@@ -459,7 +459,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError>;
 
-    /// Deletes the run's delivered outbox calls (the undelivered ones stay); returns how many.
+    /// Deletes the run's delivered outbox calls that are still kept (the undelivered ones stay);
+    /// returns how many. Calls leave the outbox as they are marked delivered: this clears those
+    /// that earlier versions kept until their run ended.
     async fn outbox_prune(&self, run_id: Uuid) -> Result<u64, StoreError>;
 
     /// Runs with undelivered outbox calls, the one with the oldest call first, each with the

@@ -5,7 +5,8 @@
 //! each call as an [`NewOutboxItem`] (in the same [`Batch`](crate::Batch) as the task state it
 //! reports, or with [`Store::outbox_push`](crate::Store::outbox_push)), and a delivery worker
 //! reads [`Store::outbox_due`](crate::Store::outbox_due), sends the calls, and marks each one
-//! [delivered](crate::Store::outbox_delivered) or [to retry later](crate::Store::outbox_retry_later).
+//! [delivered](crate::Store::outbox_delivered) (it leaves the outbox) or
+//! [to retry later](crate::Store::outbox_retry_later).
 //!
 //! Calls are delivered in order per (run, task): an item is only due once every older item of
 //! the same run and task is delivered, so a failing call holds back the calls after it (a task

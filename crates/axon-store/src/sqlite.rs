@@ -571,71 +571,39 @@ fn insert_outbox_items(script: &mut Script, run_id: &str, items: &[NewOutboxItem
         .bind_json(&calls);
 }
 
-/// Marks calls `ids` delivered at `at_ms` in `tx`, and makes each next call of their queues
-/// the queue's head (see [`Store::outbox_delivered`]).
-async fn mark_delivered(
-    tx: &mut Transaction<'_, Sqlite>,
-    ids: &[i64],
-    at_ms: i64,
-) -> Result<(), StoreError> {
-    // One statement per chunk of ids, then one head update per queue they were in.
-    let mut queues = std::collections::BTreeSet::new();
-    for chunk in ids.chunks(500) {
-        let marks = placeholders("?", chunk.len());
-        let sql = format!(
-            "UPDATE outbox SET delivered_at_ms = ?, is_head = 0
-             WHERE delivered_at_ms IS NULL AND id IN ({marks})
-             RETURNING run_id, task_id"
-        );
-        // Only generated placeholders are pasted in; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at_ms);
-        for &id in chunk {
-            q = q.bind(id);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            queues.insert((
-                row.try_get::<String, _>("run_id")?,
-                row.try_get::<Option<String>, _>("task_id")?,
-            ));
-        }
+/// Makes the next undelivered call of each queue that a call of the JSON array `?` (ids) is
+/// in, other than those calls, the queue's head: run before [`DELETE_OUTBOX_ITEMS`] deletes
+/// them. (A queue whose head stays, because a call behind it was delivered first, keeps it.)
+const NEXT_OUTBOX_HEADS: &str = "UPDATE outbox SET is_head = 1 WHERE id IN (
+        SELECT (
+            SELECT min(o.id) FROM outbox AS o
+            WHERE o.delivered_at_ms IS NULL AND o.run_id = d.run_id AND o.task_id IS d.task_id
+              AND o.id NOT IN (SELECT value FROM json_each(?))
+        )
+        FROM outbox AS d
+        WHERE d.delivered_at_ms IS NULL AND d.id IN (SELECT value FROM json_each(?))
+    ) AND is_head = 0";
+
+/// Deletes the undelivered calls of the JSON array `?` (ids): they are delivered.
+const DELETE_OUTBOX_ITEMS: &str = "DELETE FROM outbox
+    WHERE delivered_at_ms IS NULL AND id IN (SELECT value FROM json_each(?))";
+
+/// Marks calls `ids` delivered in `tx`: makes the next call of each of their queues the queue's
+/// head, and deletes them (see [`Store::outbox_delivered`]). Two statements in one script,
+/// whatever the number of ids (the ids as one JSON array: the same text, so the same prepared
+/// statements), and no row sent back. Deleting a call costs less than rewriting it as
+/// delivered, and leaves nothing to prune.
+async fn mark_delivered(tx: &mut Transaction<'_, Sqlite>, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
     }
-    // Each queue's next call (if any) becomes its head: one statement per run and chunk
-    // of tasks (the workflow record's queue apart: `IN` cannot match its NULL task id).
-    let mut by_run: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (run_id, task_id) in queues {
-        match task_id {
-            Some(task) => by_run.entry(run_id).or_default().push(task),
-            None => {
-                sqlx::query(
-                    "UPDATE outbox SET is_head = 1 WHERE id = (
-                         SELECT min(id) FROM outbox
-                         WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IS NULL
-                     )",
-                )
-                .bind(run_id)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-    }
-    for (run_id, tasks) in by_run {
-        for chunk in tasks.chunks(cortex::CHUNK) {
-            let marks = placeholders("?", chunk.len());
-            let sql = format!(
-                "UPDATE outbox SET is_head = 1 WHERE id IN (
-                     SELECT min(id) FROM outbox
-                     WHERE delivered_at_ms IS NULL AND run_id = ? AND task_id IN ({marks})
-                     GROUP BY task_id
-                 )"
-            );
-            // Only generated placeholders are pasted in; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run_id);
-            for task in chunk {
-                q = q.bind(task);
-            }
-            q.execute(&mut **tx).await?;
-        }
-    }
+    let mut script = Script::default();
+    script
+        .statement(NEXT_OUTBOX_HEADS)
+        .bind_json(&ids)
+        .bind_json(&ids);
+    script.statement(DELETE_OUTBOX_ITEMS).bind_json(&ids);
+    script.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -1088,14 +1056,14 @@ impl Store for SqliteStore {
         outbox_items(query, &self.pool).await
     }
 
-    async fn outbox_delivered(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+    async fn outbox_delivered(&self, ids: &[i64]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         // IMMEDIATE: take the write lock up front, so a transaction that reads first never
         // fails to upgrade (SQLITE_BUSY without waiting) when another connection wrote.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        mark_delivered(&mut tx, ids, at_ms).await?;
+        mark_delivered(&mut tx, ids).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1104,7 +1072,6 @@ impl Store for SqliteStore {
         &self,
         cortex_ids: &[CortexIdRecord],
         delivered: &[i64],
-        at_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         if cortex_ids.is_empty() && delivered.is_empty() {
             return Ok(Vec::new());
@@ -1117,7 +1084,7 @@ impl Store for SqliteStore {
         } else {
             cortex::set_ids_in(&mut tx, cortex_ids).await?
         };
-        mark_delivered(&mut tx, delivered, at_ms).await?;
+        mark_delivered(&mut tx, delivered).await?;
         tx.commit().await?;
         Ok(kept)
     }
@@ -2481,7 +2448,7 @@ mod tests {
                 .fetch_all(&store.pool)
                 .await
                 .unwrap();
-        store.outbox_delivered(&a_ids, 300).await.unwrap();
+        store.outbox_delivered(&a_ids).await.unwrap();
         store
             .outbox_push(
                 id,
@@ -2543,26 +2510,21 @@ mod tests {
                 .is_empty()
         );
 
-        store.outbox_delivered(&[items[0].id], 200).await.unwrap();
+        store.outbox_delivered(&[items[0].id]).await.unwrap();
         assert_eq!(due(&store, None, 1_000).await, [q(Some("a"), 2)]);
         // Delivering again, or an unknown id, changes nothing.
-        store
-            .outbox_delivered(&[items[0].id, 9_999], 300)
-            .await
-            .unwrap();
-        store.outbox_delivered(&[items[1].id], 300).await.unwrap();
+        store.outbox_delivered(&[items[0].id, 9_999]).await.unwrap();
+        store.outbox_delivered(&[items[1].id]).await.unwrap();
         assert!(due(&store, None, 1_000).await.is_empty());
         assert_eq!(
             store.outbox_counts(id).await.unwrap(),
             OutboxCounts::default()
         );
-        let first: Option<i64> =
-            sqlx::query_scalar("SELECT delivered_at_ms FROM outbox WHERE id = ?")
-                .bind(items[0].id)
-                .fetch_one(&store.pool)
-                .await
-                .unwrap();
-        assert_eq!(first, Some(200), "the first delivery time is kept");
+        assert_eq!(
+            outbox_rows(&store, "outbox").await,
+            0,
+            "delivered calls leave the outbox"
+        );
         // Pushing nothing writes nothing, even for an unknown run; an unknown run is refused.
         store.outbox_push(Uuid::now_v7(), &[], 1).await.unwrap();
         let other = Uuid::now_v7();
@@ -2610,7 +2572,7 @@ mod tests {
             .iter()
             .map(|i| i.id)
             .collect();
-        store.outbox_delivered(&ids, 100).await.unwrap();
+        store.outbox_delivered(&ids).await.unwrap();
         assert!(due(&store, None, 499).await.is_empty());
         assert_eq!(due(&store, None, 500).await, [q(a, 1)]);
         // A call of a task pushed while its queue waits joins the back of that queue.
@@ -2619,17 +2581,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(due(&store, None, 500).await, [q(a, 1), q(b, 6)]);
-        store.outbox_delivered(&[a1], 600).await.unwrap();
+        store.outbox_delivered(&[a1]).await.unwrap();
         assert_eq!(due(&store, None, 600).await, [q(a, 3), q(b, 6)]);
         // Delivering a call out of order leaves its queue's head alone.
         let a5: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE payload = '{\"n\":5}'")
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        store.outbox_delivered(&[a5], 600).await.unwrap();
+        store.outbox_delivered(&[a5]).await.unwrap();
         assert_eq!(due(&store, None, 600).await, [q(a, 3), q(b, 6)]);
         let a3 = store.outbox_due(None, 600, 1).await.unwrap()[0].id;
-        store.outbox_delivered(&[a3], 600).await.unwrap();
+        store.outbox_delivered(&[a3]).await.unwrap();
         assert_eq!(due(&store, None, 600).await, [q(b, 6), q(a, 7)]);
     }
 
@@ -2686,7 +2648,7 @@ mod tests {
                 ..item.clone()
             }
         );
-        store.outbox_delivered(&[item.id], 300).await.unwrap();
+        store.outbox_delivered(&[item.id]).await.unwrap();
         // A delivered call is not retried.
         store
             .outbox_retry_later(item.id, "late", 400)
@@ -2759,7 +2721,7 @@ mod tests {
             .await
             .unwrap();
         let items = store.outbox_due(Some(id), 20, 10).await.unwrap();
-        store.outbox_delivered(&[items[0].id], 30).await.unwrap();
+        store.outbox_delivered(&[items[0].id]).await.unwrap();
         store
             .outbox_retry_later(items[1].id, "down", 60)
             .await

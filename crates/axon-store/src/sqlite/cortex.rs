@@ -56,7 +56,8 @@ pub(super) async fn set_ids_in(
         }
         q.execute(&mut **tx).await?;
     }
-    // What is recorded now, read back per run.
+    // What is recorded now, read back per run as one row (a row each would be a message each
+    // between SQLite's thread and this one).
     let mut recorded: HashMap<(Uuid, Option<String>), String> = HashMap::new();
     for &run in &runs {
         let run_text = run.to_string();
@@ -65,20 +66,19 @@ pub(super) async fn set_ids_in(
             .filter(|i| i.run_id == run)
             .filter_map(|i| i.task_id.as_deref())
             .collect();
-        for chunk in tasks.chunks(CHUNK) {
-            let marks = placeholders("?", chunk.len());
-            let sql = format!(
-                "SELECT task_id, remote_id FROM cortex_ids WHERE run_id = ? AND task_id IN ({marks})"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run_text);
-            for t in chunk {
-                q = q.bind(*t);
-            }
-            for row in q.fetch_all(&mut **tx).await? {
-                recorded.insert(
-                    (run, row.try_get::<Option<String>, _>("task_id")?),
-                    row.try_get("remote_id")?,
-                );
+        if !tasks.is_empty() {
+            let text: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(task_id, remote_id)) FROM cortex_ids
+                 WHERE run_id = ? AND task_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(&run_text)
+            .bind(sqlx::types::Json(&tasks))
+            .fetch_one(&mut **tx)
+            .await?;
+            let rows: Vec<(String, String)> = serde_json::from_str(&text)
+                .map_err(|e| super::corrupt("cortex_ids", format!("unreadable ids: {e}")))?;
+            for (task, remote) in rows {
+                recorded.insert((run, Some(task)), remote);
             }
         }
         if ids.iter().any(|i| i.run_id == run && i.task_id.is_none()) {
@@ -326,6 +326,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept, ["w", "a1", "old-b"]);
+        // Twice in one call: the first wins there too; so does the workflow's id recorded
+        // before.
+        let kept = store
+            .set_cortex_ids(&[rec(Some("d"), "d1"), rec(None, "w2"), rec(Some("d"), "d2")])
+            .await
+            .unwrap();
+        assert_eq!(kept, ["d1", "w", "d1"]);
         assert_eq!(
             store.cortex_id(r, Some("a")).await.unwrap().as_deref(),
             Some("a1")
@@ -364,7 +371,7 @@ mod tests {
         store.set_cortex_id(r, Some("b"), "old-b").await.unwrap();
         let ids: Vec<i64> = heads.iter().map(|i| i.id).collect();
         let kept = store
-            .outbox_settle(&[rec("a", "a1"), rec("b", "b1")], &ids, 6)
+            .outbox_settle(&[rec("a", "a1"), rec("b", "b1")], &ids)
             .await
             .unwrap();
         assert_eq!(kept, ["a1", "old-b"], "the first id recorded wins");
@@ -380,7 +387,7 @@ mod tests {
         // Nothing to record: only marks.
         assert!(
             store
-                .outbox_settle(&[], &[heads[0].id], 7)
+                .outbox_settle(&[], &[heads[0].id])
                 .await
                 .unwrap()
                 .is_empty()
@@ -396,7 +403,7 @@ mod tests {
             run_id: Uuid::now_v7(),
             ..rec("c", "c1")
         };
-        let e = store.outbox_settle(&[unknown], &[c[0].id], 9).await;
+        let e = store.outbox_settle(&[unknown], &[c[0].id]).await;
         assert!(matches!(e, Err(StoreError::NoSuchRun(_))));
         assert_eq!(
             store.outbox_counts(r).await.unwrap().undelivered,
@@ -419,7 +426,7 @@ mod tests {
         assert_eq!(kinds(followers), ["u1", "u2", "y"]);
         let heads = store.outbox_due(Some(r), 10, 10).await.unwrap();
         let a = heads.iter().find(|i| i.kind == "create_task").unwrap();
-        store.outbox_delivered(&[a.id], 6).await.unwrap();
+        store.outbox_delivered(&[a.id]).await.unwrap();
         // u1 is a's head now; u2 still follows it.
         let followers = store.outbox_followers(r, 10).await.unwrap();
         assert_eq!(kinds(followers), ["u2", "y"]);
@@ -536,7 +543,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn outbox_runs_lists_runs_with_undelivered_calls_and_prune_keeps_them() {
+    async fn outbox_runs_lists_runs_with_undelivered_calls_and_prune_clears_only_delivered_ones() {
         let (store, runs) = store_with_runs(3).await;
         let (a, b, c) = (runs[0], runs[1], runs[2]);
         let item = |t: &str| NewOutboxItem::task(t, "update_task", serde_json::json!({}));
@@ -549,7 +556,7 @@ mod tests {
         store.set_cortex_server(a, "http://a").await.unwrap();
         // Everything of c is delivered: it is not listed.
         let due = store.outbox_due(Some(c), 100, 10).await.unwrap();
-        store.outbox_delivered(&[due[0].id], 8).await.unwrap();
+        store.outbox_delivered(&[due[0].id]).await.unwrap();
         let listed = store.outbox_runs().await.unwrap();
         assert_eq!(
             listed,
@@ -566,12 +573,34 @@ mod tests {
                 },
             ]
         );
-        // Pruning deletes delivered calls only.
+        // A delivered call leaves the outbox at once: nothing is left to prune.
         let due = store.outbox_due(Some(b), 100, 10).await.unwrap();
-        store.outbox_delivered(&[due[0].id], 9).await.unwrap();
+        store.outbox_delivered(&[due[0].id]).await.unwrap();
+        assert_eq!(store.outbox_prune(b).await.unwrap(), 0);
+        assert_eq!(store.outbox_counts(b).await.unwrap().undelivered, 1);
+        // Pruning deletes the delivered calls an earlier version kept, and only those.
+        for run in [b, c] {
+            sqlx::query(
+                "INSERT INTO outbox (run_id, task_id, kind, payload, created_at_ms,
+                                     next_attempt_at_ms, delivered_at_ms)
+                 VALUES (?, 'old', 'update_task', '{}', 1, 1, 2)",
+            )
+            .bind(run.to_string())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        }
         assert_eq!(store.outbox_prune(b).await.unwrap(), 1);
         assert_eq!(store.outbox_prune(b).await.unwrap(), 0);
         assert_eq!(store.outbox_counts(b).await.unwrap().undelivered, 1);
         assert_eq!(store.outbox_prune(c).await.unwrap(), 1);
+        // A call delivered before is not delivered again, nor made a head.
+        assert!(
+            store
+                .outbox_due(Some(c), i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

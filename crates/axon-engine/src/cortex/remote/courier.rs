@@ -398,7 +398,7 @@ impl Courier {
         let delivered = settled.delivered;
         let (ids, kept) = self
             .write(lane, |store| async move {
-                let kept = store.outbox_settle(&ids, &delivered, now_ms()).await?;
+                let kept = store.outbox_settle(&ids, &delivered).await?;
                 Ok((ids, kept))
             })
             .await?;

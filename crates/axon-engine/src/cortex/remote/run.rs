@@ -485,9 +485,7 @@ impl RunBridge for RemoteRun {
         };
         match left {
             Some(0) => {
-                if let Err(e) = self.store.outbox_prune(self.run_id).await {
-                    tracing::debug!(error = %chain(&e), "could not prune the delivered outbox");
-                }
+                // Delivered calls left the outbox as they were marked: nothing to prune.
                 if let Ok(Some(id)) = self.store.cortex_id(self.run_id, None).await {
                     notices.push(format!(
                         "tracked on Cortex at {} as task {id}",
