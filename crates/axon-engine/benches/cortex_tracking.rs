@@ -34,6 +34,9 @@
 //!
 //! Run: `cargo bench -p axon-engine --bench cortex_tracking`. To profile one function, add
 //! `-- --profile-time 20 tracking_on_own_process` (no summary nor interleaved rounds then).
+//! With `AXON_BENCH_SQL=1` it only runs tracking off and on (server in its own process), a
+//! warm-up and four runs each, and prints SQLite's time per run by statement, from sqlx's
+//! statement log.
 
 mod common;
 
@@ -708,6 +711,132 @@ fn summary(dir: &Path, since: SystemTime, servers: &Servers) {
     }
 }
 
+/// `AXON_BENCH_SQL=1`: SQLite's time per statement, from sqlx's statement log (`sqlx::query`
+/// events), summed per statement text.
+mod sql_time {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, Layer};
+
+    /// Per statement (its first 110 characters): how many ran, seconds, rows.
+    type Totals = HashMap<String, (u64, f64, u64)>;
+
+    static TOTALS: Mutex<Option<Totals>> = Mutex::new(None);
+
+    /// The fields of one `sqlx::query` event.
+    #[derive(Default)]
+    struct Statement {
+        summary: String,
+        text: String,
+        secs: f64,
+        rows: u64,
+    }
+
+    impl Visit for Statement {
+        fn record_str(&mut self, f: &Field, v: &str) {
+            match f.name() {
+                "summary" => self.summary = v.to_owned(),
+                "db.statement" => self.text = v.to_owned(),
+                _ => {}
+            }
+        }
+        fn record_f64(&mut self, f: &Field, v: f64) {
+            if f.name() == "elapsed_secs" {
+                self.secs = v;
+            }
+        }
+        fn record_u64(&mut self, f: &Field, v: u64) {
+            if matches!(f.name(), "rows_affected" | "rows_returned") {
+                self.rows += v;
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    /// Sums the statements sqlx logs.
+    pub struct Summing;
+
+    impl<S: tracing::Subscriber> Layer<S> for Summing {
+        fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut st = Statement::default();
+            e.record(&mut st);
+            let text = if st.text.trim().is_empty() {
+                &st.summary
+            } else {
+                &st.text
+            };
+            let key: String = text
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(110)
+                .collect();
+            let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+            let t = totals
+                .get_or_insert_with(HashMap::new)
+                .entry(key)
+                .or_insert((0, 0.0, 0));
+            t.0 += 1;
+            t.1 += st.secs;
+            t.2 += st.rows;
+        }
+    }
+
+    /// What was summed since the last call, most time first.
+    pub fn take() -> Vec<(String, (u64, f64, u64))> {
+        let totals = TOTALS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        let mut v: Vec<_> = totals.into_iter().collect();
+        v.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+        v
+    }
+}
+
+/// `AXON_BENCH_SQL=1`: runs tracking off and on (server in its own process), a warm-up and
+/// `RUNS` runs each, and prints SQLite's time per run by statement.
+fn sql_time(rt: &tokio::runtime::Runtime, servers: &Servers) {
+    use tracing_subscriber::prelude::*;
+    const RUNS: u64 = 4;
+    let only_statements = tracing_subscriber::filter::Targets::new()
+        .with_target("sqlx::query", tracing::Level::TRACE);
+    tracing_subscriber::registry()
+        .with(sql_time::Summing.with_filter(only_statements))
+        .init();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for (k, tracking) in [Tracking::Off, Tracking::On(Server::OwnProcess)]
+        .into_iter()
+        .enumerate()
+    {
+        let first = 3_000_000 + k as u64 * 100;
+        rt.block_on(one_run(dir.path(), first, tracking, servers));
+        sql_time::take();
+        for i in 1..=RUNS {
+            rt.block_on(one_run(dir.path(), first + i, tracking, servers));
+        }
+        let statements = sql_time::take();
+        let total: f64 = statements.iter().map(|s| s.1.1).sum();
+        println!(
+            "\n{}: SQLite's time per run {:.1} ms; by statement (ms, runs, rows, per run):",
+            tracking.name(),
+            total * 1e3 / RUNS as f64
+        );
+        for (text, (count, secs, rows)) in statements.iter().take(25) {
+            println!(
+                "{:>8.2} {:>6} {:>7}  {text}",
+                secs * 1e3 / RUNS as f64,
+                count / RUNS,
+                rows / RUNS
+            );
+        }
+    }
+}
+
 fn main() {
     let since = SystemTime::now();
     let dir = common::criterion_dir();
@@ -719,6 +848,10 @@ fn main() {
         in_process: InProcess::start(),
         own_process: OwnProcess::start(&rt),
     };
+    if std::env::var_os("AXON_BENCH_SQL").is_some() {
+        sql_time(&rt, &servers);
+        return;
+    }
     run_bench(&mut c, &rt, &servers);
     drain_bench(&mut c, &rt, &servers);
     c.final_summary();
