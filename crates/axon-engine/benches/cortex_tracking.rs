@@ -25,7 +25,7 @@
 //! updates (enqueued before timing, in a fresh store per iteration).
 //!
 //! After criterion, a summary prints µs per task, the tracking overhead as a ratio of the
-//! same-run `tracking_off`, and the outbox's delivered calls per second; then `ROUNDS` (12, or
+//! same-run `tracking_off`, and the outbox's delivered calls per second; then `ROUNDS` (24, or
 //! `$AXON_BENCH_ROUNDS`) more rounds of the three runs, rotating which goes first, and the
 //! medians of their ratios (on this noisy 2-core machine the interleaved figures are the ones
 //! to trust), with the mean CPU time per run of Axon and of the server, and of the bench's
@@ -229,7 +229,7 @@ async fn store(dir: &Path, i: u64) -> Arc<dyn Store> {
 }
 
 /// Interleaved rounds after criterion.
-const ROUNDS: usize = 12;
+const ROUNDS: usize = 24;
 
 /// The interleaved rounds to run: `$AXON_BENCH_ROUNDS`, else [`ROUNDS`].
 fn rounds() -> usize {
