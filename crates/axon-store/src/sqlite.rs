@@ -2839,6 +2839,15 @@ mod tests {
                  AND task_id IS 'a'",
                 "outbox_queue",
             ),
+            // Marking calls delivered: the next heads of their queues, then the calls.
+            (NEXT_OUTBOX_HEADS, "outbox_queue"),
+            (DELETE_OUTBOX_ITEMS, "INTEGER PRIMARY KEY"),
+            // The Cortex ids a courier's record keeps, read back.
+            (
+                "SELECT remote_id FROM cortex_ids
+                 WHERE run_id = 'r' AND task_id IN (SELECT value FROM json_each('[]'))",
+                "sqlite_autoindex_cortex_ids_1",
+            ),
         ] {
             let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
                 .fetch_all(&store.pool)
